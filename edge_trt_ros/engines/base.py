@@ -1,0 +1,42 @@
+"""The engine interface every backend implements: load, infer, describe, release."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+class EngineError(RuntimeError):
+    """An engine could not be built, loaded or run; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What is running, for logs, diagnostics and ~/get_engine_info."""
+
+    backend: str
+    backend_version: str
+    precision: str
+    fusion_profile: str
+    device: str
+    model_path: str
+    engine_id: str
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """A loaded, ready-to-run network. Built/loaded off the hot path; ``infer`` only runs."""
+
+    @property
+    def info(self) -> EngineInfo: ...
+
+    def infer(self, tensor: np.ndarray) -> Sequence[np.ndarray]:
+        """Run one batch; returns the model outputs in graph order."""
+        ...
+
+    def release(self) -> None:
+        """Free sessions and device memory; the engine is unusable afterwards."""
+        ...

@@ -1,0 +1,164 @@
+"""What a detector model is, read from its ONNX file: input geometry, output layout, classes.
+
+Everything here is decided once at load time, so a model the package cannot run fails with
+an error that names what was found instead of producing garbage boxes later.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from edge_trt_ros.vision.decode import LAYOUTS
+
+DEFAULT_IMGSZ = 640  # Ultralytics' default when a dynamic model carries no imgsz
+
+
+class ModelLayoutError(ValueError):
+    """The model's inputs/outputs are not a layout this package decodes."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: str
+    input_name: str
+    input_hw: tuple[int, int]
+    input_layout: str  # nchw | nhwc
+    output_names: tuple[str, ...]
+    output_layout: str  # one of vision.decode.LAYOUTS
+    num_classes: int
+    class_names: tuple[str, ...]
+    metadata: dict[str, str]
+
+
+def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
+    shape = value_info.type.tensor_type.shape
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
+
+
+def parse_names(raw: str | None) -> list[str] | None:
+    """Class names from Ultralytics-style metadata: "{0: 'a', 1: 'b'}" or "['a', 'b']"."""
+    if not raw:
+        return None
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(value, dict):
+        return [str(value[k]) for k in sorted(value, key=int)]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return None
+
+
+def _imgsz(raw: str | None) -> tuple[int, int] | None:
+    if not raw:
+        return None
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    return None
+
+
+def _input_geometry(
+    dims: list[int | str], meta: dict[str, str]
+) -> tuple[tuple[int, int], str]:
+    if len(dims) != 4:
+        raise ModelLayoutError(f"expected a 4-D image input, found shape {dims}")
+    if dims[1] == 3:
+        layout, h, w = "nchw", dims[2], dims[3]
+    elif dims[3] == 3:
+        layout, h, w = "nhwc", dims[1], dims[2]
+    else:
+        raise ModelLayoutError(f"input {dims} has no 3-channel axis (NCHW or NHWC)")
+    if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
+        return (h, w), layout
+    fallback = _imgsz(meta.get("imgsz")) or (DEFAULT_IMGSZ, DEFAULT_IMGSZ)
+    return fallback, layout
+
+
+def detect_output_layout(
+    shapes: list[list[int | str]], names_count: int | None, meta: dict[str, str]
+) -> tuple[str, int]:
+    """(layout, number of classes) from output shapes; raises naming what was found."""
+    if len(shapes) >= 4 and all(len(s) >= 2 for s in shapes[:4]) and len(shapes[1]) == 3 \
+            and shapes[1][-1] == 4:
+        return "efficientnms", names_count or 0
+    if len(shapes) != 1 or len(shapes[0]) != 3:
+        raise ModelLayoutError(
+            f"unsupported outputs {shapes}: expected one [1, 4+nc, N] (YOLOv8), [1, N, 5+nc] "
+            f"(YOLOv5/v7), [1, K, 6] (NMS inside) or four EfficientNMS outputs"
+        )
+    _, a, b = shapes[0]
+    end2end_flag = str(meta.get("end2end", meta.get("nms", ""))).lower() == "true"
+    if isinstance(b, int) and b == 6 and (end2end_flag or names_count not in (None, 1)):
+        return "end2end", names_count or 0
+    if names_count is not None:
+        if a == 4 + names_count:
+            return "yolov8", names_count
+        if b == 5 + names_count:
+            return "yolov5", names_count
+        raise ModelLayoutError(
+            f"output [1, {a}, {b}] does not fit {names_count} classes from the metadata "
+            f"(YOLOv8 wants [1, {4 + names_count}, N], YOLOv5 [1, N, {5 + names_count}])"
+        )
+    if isinstance(a, int) and isinstance(b, int):
+        if a < b and a > 4:
+            return "yolov8", a - 4
+        if b < a and b > 5:
+            return "yolov5", b - 5
+    raise ModelLayoutError(
+        f"cannot tell the layout of output [1, {a}, {b}] without class names: "
+        f"set class_names or output_layout"
+    )
+
+
+def read_model_info(
+    path: str | os.PathLike[str],
+    class_names: list[str] | None = None,
+    output_layout: str = "auto",
+) -> ModelInfo:
+    """Inspect an ONNX detector; ``class_names``/``output_layout`` override what it says."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model not found: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and friends on garbage files
+        raise ModelLayoutError(f"{path} is not a readable ONNX model: {exc}") from exc
+    meta = {p.key: p.value for p in model.metadata_props}
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise ModelLayoutError(f"expected one image input, found {[i.name for i in inputs]}")
+    input_hw, input_layout = _input_geometry(_dims(inputs[0]), meta)
+    names = class_names or parse_names(meta.get("names"))
+    shapes = [_dims(o) for o in model.graph.output]
+    if output_layout == "auto":
+        layout, nc = detect_output_layout(shapes, len(names) if names else None, meta)
+    elif output_layout in LAYOUTS:
+        layout, nc = output_layout, len(names) if names else 0
+    else:
+        raise ModelLayoutError(f"unknown output_layout {output_layout!r} (choose from {LAYOUTS})")
+    if not names:
+        names = [f"class_{i}" for i in range(nc)]
+    return ModelInfo(
+        path=str(path),
+        input_name=inputs[0].name,
+        input_hw=input_hw,
+        input_layout=input_layout,
+        output_names=tuple(o.name for o in model.graph.output),
+        output_layout=layout,
+        num_classes=nc or len(names),
+        class_names=tuple(names),
+        metadata=meta,
+    )

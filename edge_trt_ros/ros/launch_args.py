@@ -1,0 +1,25 @@
+"""One definition of how the detector is started, shared by the launch file, the demo and
+the tests, so `ros2 launch` and a plain process start exactly the same node."""
+
+from __future__ import annotations
+
+PACKAGE = "edge_trt_ros"
+EXECUTABLE = "detector_node"
+NODE_NAME = "detector"
+DEFAULT_CAMERA = "/camera/image_raw"
+DEFAULT_BACKEND = "onnxruntime"
+PARAMS_FILE = "config/detector.yaml"  # relative to the package share directory
+
+
+def detector_ros_args(
+    params_file: str,
+    camera: str = DEFAULT_CAMERA,
+    backend: str = DEFAULT_BACKEND,
+    extra_params: dict[str, str] | None = None,
+) -> list[str]:
+    """``--ros-args`` for the detector: params file, then overrides, then remappings."""
+    args = ["--ros-args", "-r", f"__node:={NODE_NAME}", "--params-file", params_file,
+            "-p", f"backend:={backend}"]
+    for name, value in (extra_params or {}).items():
+        args += ["-p", f"{name}:={value}"]
+    return args + ["-r", f"image:={camera}"]

@@ -1,0 +1,44 @@
+"""Start the package's nodes as processes, as `ros2 run` would (used by the demo and tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from ament_index_python.packages import get_package_prefix, get_package_share_directory
+
+from edge_trt_ros.ros.launch_args import EXECUTABLE, PACKAGE, PARAMS_FILE, detector_ros_args
+
+
+def executable(name: str) -> str:
+    """Path of an installed executable of this package (lib/edge_trt_ros/<name>)."""
+    path = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / name
+    if not os.access(path, os.X_OK):
+        raise FileNotFoundError(f"{path} is not installed: run `make bootstrap` (or colcon build)")
+    return str(path)
+
+
+def default_params_file() -> str:
+    return str(Path(get_package_share_directory(PACKAGE)) / PARAMS_FILE)
+
+
+def start_detector(
+    camera: str,
+    params_file: str | None = None,
+    backend: str = "onnxruntime",
+    extra_params: dict[str, str] | None = None,
+    **popen: object,
+) -> subprocess.Popen[bytes]:
+    """The detector exactly as detector.launch.py starts it, without `ros2 launch`."""
+    args = detector_ros_args(params_file or default_params_file(), camera, backend, extra_params)
+    return subprocess.Popen([executable(EXECUTABLE), *args], **popen)  # type: ignore[call-overload]
+
+
+def start_camera(
+    topic: str, params: dict[str, str] | None = None, **popen: object
+) -> subprocess.Popen[bytes]:
+    args = ["--ros-args", "-r", f"image:={topic}"]
+    for name, value in (params or {}).items():
+        args += ["-p", f"{name}:={value}"]
+    return subprocess.Popen([executable("synthetic_camera"), *args], **popen)  # type: ignore[call-overload]

@@ -1,0 +1,1 @@
+"""Image views, letterboxing and decoding of detector outputs (numpy only)."""

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job on a machine without ROS or a GPU: bootstrap (idempotent), then the
+# synthetic AGV camera -> detector pipeline with live detections and efficiency figures.
+# Extra arguments go to the demo, e.g. scripts/demo.sh --seconds 60 --rate 15
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+"$ROOT/scripts/bootstrap.sh"
+# shellcheck disable=SC1091
+. "$ROOT/scripts/env.sh"
+exec python -m edge_trt_ros.ros.demo "$@"

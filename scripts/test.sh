@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Every check CI runs: bootstrap (idempotent), lint, type check, tests.
+# Extra arguments go to pytest, e.g. scripts/test.sh -k detector -x
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+"$ROOT/scripts/bootstrap.sh"
+# shellcheck disable=SC1091
+. "$ROOT/scripts/env.sh"
+cd "$ROOT"
+echo "[test] ruff"; ruff check .
+echo "[test] mypy"; mypy edge_trt_ros
+echo "[test] pytest"; exec python -m pytest "$@"
