@@ -5,6 +5,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$ROOT/scripts/bootstrap.sh"
+set +u  # colcon's setup.bash reads unset variables
 # shellcheck disable=SC1091
 . "$ROOT/scripts/env.sh"
+set -u
 exec python -m edge_trt_ros.ros.demo "$@"

@@ -4,8 +4,10 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$ROOT/scripts/bootstrap.sh"
+set +u  # colcon's setup.bash reads unset variables
 # shellcheck disable=SC1091
 . "$ROOT/scripts/env.sh"
+set -u
 cd "$ROOT"
 echo "[test] ruff"; ruff check .
 echo "[test] mypy"; mypy edge_trt_ros
