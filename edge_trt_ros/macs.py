@@ -33,7 +33,7 @@ def conv_output_size(
     return (size + pad_begin + pad_end - effective) // stride + 1
 
 
-def _dims(t: onnx.TypeProto, name: str, warned: set[str]) -> Shape | None:
+def _dims(t: onnx.TypeProto, name: str, symbolic: list[str]) -> Shape | None:
     if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
         return None
     out = []
@@ -41,23 +41,28 @@ def _dims(t: onnx.TypeProto, name: str, warned: set[str]) -> Shape | None:
         if d.HasField("dim_value"):
             out.append(int(d.dim_value))
         else:
-            if name not in warned:
-                log.warning("tensor %s has a symbolic dimension; counted as 1", name)
-                warned.add(name)
+            if not symbolic or symbolic[-1] != name:
+                symbolic.append(name)
             out.append(1)
     return out
 
 
 def _shapes(model: ModelProto) -> dict[str, Shape]:
-    warned: set[str] = set()
+    symbolic: list[str] = []
     g = model.graph
     shapes: dict[str, Shape] = {}
     for vi in list(g.input) + list(g.value_info) + list(g.output):
-        s = _dims(vi.type, vi.name, warned)
+        s = _dims(vi.type, vi.name, symbolic)
         if s is not None:
             shapes[vi.name] = s
     for init in g.initializer:
         shapes[init.name] = list(init.dims)
+    if symbolic:
+        log.warning(
+            "%d tensors have symbolic dimensions, counted as 1 (first: %s); the MAC count is "
+            "a lower bound: export the model with static shapes for an exact figure",
+            len(symbolic), symbolic[0],
+        )
     return shapes
 
 
@@ -128,8 +133,12 @@ def _matmul_macs(node: NodeProto, shapes: dict[str, Shape], a_i: int = 0, b_i: i
 def count_macs(model: str | Path | ModelProto) -> int:
     """Total MACs of one inference of ``model`` (a path or a loaded ModelProto)."""
     proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else model
+    # Exporters may declare intermediate shapes with symbolic dims, which inference keeps:
+    # drop them so every shape is derived from the (concrete) graph inputs.
+    proto = ModelProto.FromString(proto.SerializeToString())
+    del proto.graph.value_info[:]
     try:
-        inferred = shape_inference.infer_shapes(proto)
+        inferred = shape_inference.infer_shapes(proto, data_prop=True)
     except Exception as e:  # fall back to the shapes the file already declares
         log.warning("ONNX shape inference failed (%s); using declared shapes", e)
         inferred = proto

@@ -7,6 +7,7 @@ model whose output is known, so every published box can be checked to the pixel.
 from __future__ import annotations
 
 import itertools
+import math
 import subprocess
 from collections.abc import Iterator
 
@@ -22,7 +23,7 @@ from ros_harness import image_msg, set_parameters, spin_until, stop
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from edge_trt_ros.ros.processes import start_detector
+from edge_trt_ros.ros.processes import start_detector, start_detector_command
 
 CAMERA = "/test_cam/image_raw"
 NAMES = ["scratch", "crack", "dent", "stain"]
@@ -188,3 +189,37 @@ def test_label_info_reaches_a_late_subscriber(probe: Probe) -> None:
     assert spin_until(probe.node, lambda: got, 10.0), "no ~/label_info for a late joiner"
     assert [(c.class_id, c.class_name) for c in got[0].class_map] == list(enumerate(NAMES))
     probe.node.destroy_subscription(sub)
+
+
+def test_efficiency_carries_energy_figures_labelled_with_their_source(probe: Probe) -> None:
+    frame = np.zeros((480, 640, 3), np.uint8)
+    for _ in range(5):
+        probe.detect(frame)
+    status = spin_until(probe.node, lambda: next(
+        (s for s in reversed(probe.efficiency) if s.energy_per_frame_mj > 0), None), 5.0)
+    assert status is not None, f"no energy per frame: {probe.efficiency[-1:]}"
+    # this machine has no power sensor: the figures must say they are an estimate
+    assert status.power_source == "estimate" and status.power_estimated
+    assert status.power_scope == "system_estimate"
+    assert status.power_w > 0 and status.fps_per_watt > 0
+    # the constant-output model has no multiply-accumulates: TOPS/W is undefined, not 0
+    assert math.isnan(status.effective_tops_per_watt)
+    power = next(s for a in reversed(probe.diagnostics) for s in a.status
+                 if s.name.endswith(": power"))
+    assert power.level == DiagnosticStatus.WARN and power.message.startswith("ESTIMATED")
+    assert "rapl" in power.message  # says why the more specific sensors were skipped
+
+
+def test_unknown_hardware_profile_stops_the_node_with_a_reason(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model = constant_output_model(
+        tmp_path / "m.onnx", {"output0": yolov8_output(BOXES, SCORES)}, (320, 320),
+        names_metadata(NAMES, (320, 320)),
+    )
+    out = subprocess.run(
+        start_detector_command(CAMERA, {"model_path": str(model),
+                                        "hardware_profile": "orin_tx99"}),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 1
+    assert "orin_tx99" in out.stderr + out.stdout
+    assert "orin_nx_16gb" in out.stderr + out.stdout  # lists what exists

@@ -91,3 +91,7 @@ def test_demo_runs_the_pipeline_and_reports_live_figures(tmp_path) -> None:  # t
     frames = int(summary.split("frames with detections published: ")[1].split(",")[0])
     assert frames > 0, out.stdout
     assert "by class: none" not in summary
+    # energy figures of the shipped model (1.44 GMACs a frame), labelled as an estimate here
+    tops = float(summary.split(" FPS/W, ")[1].split(" effective TOPS/W")[0])
+    assert tops > 0, out.stdout
+    assert "ESTIMATED" in summary

@@ -135,3 +135,15 @@ def test_no_compute_layers() -> None:
 )
 def test_conv_output_size(args: tuple[Any, ...], out: int) -> None:
     assert conv_output_size(*args) == out
+
+
+def test_shipped_model_macs_are_counted_from_static_shapes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """1.44 GMACs at 384x512; a symbolic-shape regression would count far fewer."""
+    from edge_trt_ros.resources import DEFAULT_MODEL, find_resource
+
+    with caplog.at_level("WARNING", logger="edge_trt_ros.macs"):
+        macs = count_macs(find_resource(DEFAULT_MODEL))
+    assert macs == 1_437_646_848
+    assert "symbolic" not in caplog.text

@@ -70,10 +70,14 @@ def _describe(msg: Detection2DArray | None) -> str:
 def _status_line(s: EfficiencyStatus | None) -> str:
     if s is None:
         return "no ~/efficiency yet"
+    power = "power n/a"
+    if s.power_w == s.power_w:  # not NaN
+        power = (f"{s.power_w:5.1f} W{' (estimated)' if s.power_estimated else ''} "
+                 f"{s.energy_per_frame_mj:6.0f} mJ/frame")
     return (
         f"{s.fps:5.1f} fps | inference p50 {s.inference_latency_p50_ms:5.1f} ms "
         f"p95 {s.inference_latency_p95_ms:5.1f} ms | end-to-end p50 "
-        f"{s.end_to_end_latency_p50_ms:5.1f} ms | received {s.frames_received} "
+        f"{s.end_to_end_latency_p50_ms:5.1f} ms | {power} | received {s.frames_received} "
         f"processed {s.frames_processed} dropped {s.frames_dropped}"
     )
 
@@ -125,13 +129,16 @@ def run(seconds: float, rate_hz: float, log_dir: Path) -> int:
     print(f"  detector: {_status_line(monitor.status)}")
     s = monitor.status
     if s is not None:
-        power = "no power figures yet (power telemetry is not wired into the node)"
+        print(f"  engine: {s.backend} {s.precision} profile {s.fusion_profile} [{s.engine_id}]")
         if s.power_w == s.power_w:  # not NaN
-            power = (f"{s.power_w:.1f} W ({s.power_source}, {s.power_scope}"
-                     f"{', estimated' if s.power_estimated else ''}), "
-                     f"{s.energy_per_frame_mj:.1f} mJ/frame")
-        print(f"  engine: {s.backend} {s.precision} profile {s.fusion_profile} "
-              f"[{s.engine_id}]; {power}")
+            print(f"  energy over the last {s.window_s:.0f} s: {s.power_w:.1f} W, "
+                  f"{s.energy_per_frame_mj:.1f} mJ/frame, {s.fps_per_watt:.3f} FPS/W, "
+                  f"{s.effective_tops_per_watt:.3g} effective TOPS/W "
+                  f"(source {s.power_source}, scope {s.power_scope})")
+            if s.power_estimated:
+                print("  ESTIMATED: this machine has no power sensor; the watts come from the "
+                      "hardware profile's idle/TDP and CPU utilisation (`edge-trt power` says "
+                      "why each sensor was skipped)")
     if monitor.frames == 0:
         print("no detections arrived: see the logs above", file=sys.stderr)
         return 1

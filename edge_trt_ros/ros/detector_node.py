@@ -32,10 +32,13 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 from edge_trt_ros.detector import Detector
 from edge_trt_ros.engines.base import EngineError
 from edge_trt_ros.frame_stats import FrameWindow
+from edge_trt_ros.macs import count_macs
 from edge_trt_ros.model_info import ModelLayoutError
 from edge_trt_ros.msg import EfficiencyStatus
+from edge_trt_ros.power.live import LivePower
 from edge_trt_ros.resources import DEFAULT_MODEL, find_resource
 from edge_trt_ros.ros.conversion import detections_msg, label_info_msg, view_of
+from edge_trt_ros.ros.diagnostics import power_status, thermal_status
 from edge_trt_ros.ros.parameters import check_choices, declare_all
 from edge_trt_ros.vision.image import ImageFormatError
 
@@ -62,6 +65,7 @@ class DetectorNode(LifecycleNode):
         super().__init__(node_name, **kwargs)  # type: ignore[arg-type]
         declare_all(self)
         self.detector: Detector | None = None
+        self.power: LivePower | None = None
         self.counters = Counters()
         self._window = FrameWindow(self.get_parameter("stats_window_s").value)
         self._subscription: Subscription | None = None
@@ -99,6 +103,21 @@ class DetectorNode(LifecycleNode):
         except (FileNotFoundError, ModelLayoutError, EngineError) as exc:
             self.get_logger().error(f"cannot load the detector model: {exc}")
             return TransitionCallbackReturn.FAILURE
+        try:
+            self.power = LivePower(
+                self.get_parameter("hardware_profile").value,
+                macs=count_macs(model_path),
+                window_s=self.get_parameter("stats_window_s").value,
+            )
+        except (ValueError, FileNotFoundError) as exc:
+            self.get_logger().error(f"cannot set up power telemetry: {exc}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        power = self.power
+        self.get_logger().info(
+            f"hardware profile {power.profile_name}; power from {power.sensor.source}"
+            + (" [ESTIMATED: no power sensor found]" if power.sensor.estimated else "")
+        )
         info = self.detector.info
         self.get_logger().info(
             f"loaded {model_path} in {(time.perf_counter() - t0) * 1e3:.0f} ms: "
@@ -136,6 +155,8 @@ class DetectorNode(LifecycleNode):
                 Header(stamp=self.get_clock().now().to_msg()),
             )
         )
+        if self.power is not None:
+            self.power.start()
         self._timer = self.create_timer(
             self.get_parameter("diagnostics_period_s").value, self._publish_status
         )
@@ -160,6 +181,8 @@ class DetectorNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_io(self) -> None:
+        if self.power is not None:
+            self.power.stop()
         if self._subscription is not None:
             self.destroy_subscription(self._subscription)
             self._subscription = None
@@ -171,6 +194,9 @@ class DetectorNode(LifecycleNode):
         if self.detector is not None:
             self.detector.release()
             self.detector = None
+        if self.power is not None:
+            self.power.close()
+            self.power = None
         for name in ("_det_pub", "_label_pub", "_eff_pub", "_diag_pub"):
             pub = self.__dict__.pop(name, None)
             if pub is not None:
@@ -204,6 +230,8 @@ class DetectorNode(LifecycleNode):
             return
         self._det_pub.publish(detections_msg(found, msg.header, detector.info.class_names))
         self.counters.processed += 1
+        if self.power is not None:
+            self.power.add_frame()
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         e2e_ms = (
             (self.get_clock().now().nanoseconds - stamp_ns) / 1e6 if stamp_ns else float("nan")
@@ -219,6 +247,12 @@ class DetectorNode(LifecycleNode):
         engine = detector.engine.info
         c = self.counters
         nan = float("nan")
+        figures = self.power.figures() if self.power is not None else None
+        e = figures.efficiency if figures is not None else None
+
+        def num(value: float | None) -> float:
+            return nan if value is None else float(value)
+
         status = EfficiencyStatus(
             header=Header(stamp=self.get_clock().now().to_msg()),
             backend=engine.backend,
@@ -235,13 +269,26 @@ class DetectorNode(LifecycleNode):
             frames_received=c.received,
             frames_processed=c.processed,
             frames_dropped=c.dropped,
-            power_w=nan, power_scope="", power_source="", power_estimated=True,
-            energy_per_frame_mj=nan, fps_per_watt=nan, effective_tops_per_watt=nan,
-            temperature_c=nan, map50=nan, map50_drop_vs_fp32=nan,
+            power_w=num(e.mean_watts) if e else nan,
+            power_scope=e.scope if e else "",
+            power_source=figures.sensor if figures else "",
+            power_estimated=e.estimated if e else True,
+            energy_per_frame_mj=num(e.energy_per_frame_mj) if e else nan,
+            fps_per_watt=num(e.fps_per_watt) if e else nan,
+            effective_tops_per_watt=num(e.effective_tops_per_watt) if e else nan,
+            temperature_c=num(figures.thermal.max_celsius) if figures else nan,
+            map50=nan, map50_drop_vs_fp32=nan,
             adaptive_mode="off", last_decision="",
         )
         self._eff_pub.publish(status)
-        self._diag_pub.publish(self._diagnostics(s.fps, s.frames))
+        diagnostics = self._diagnostics(s.fps, s.frames)
+        if figures is not None and self.power is not None:
+            name = self.get_fully_qualified_name()
+            diagnostics.status += [
+                power_status(name, figures, self.power.why_not_measured()),
+                thermal_status(name, figures),
+            ]
+        self._diag_pub.publish(diagnostics)
 
     def _diagnostics(self, fps: float, frames: int) -> DiagnosticArray:
         c = self.counters

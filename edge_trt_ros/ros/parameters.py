@@ -50,6 +50,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               bounds=(0.1, 60.0)),
     ParamSpec("stats_window_s", 5.0, "rolling window of the live fps/latency figures", True,
               bounds=(1.0, 600.0)),
+    ParamSpec("hardware_profile", "auto",
+              "power/thermal hardware profile: auto or a config/hardware name (orin_nx_16gb, ...)",
+              True),
     ParamSpec("autostart", True, "configure and activate on start (no lifecycle manager)", True),
 )
 SPECS = {s.name: s for s in PARAMS}

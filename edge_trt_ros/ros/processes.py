@@ -23,6 +23,17 @@ def default_params_file() -> str:
     return str(Path(get_package_share_directory(PACKAGE)) / PARAMS_FILE)
 
 
+def start_detector_command(
+    camera: str,
+    extra_params: dict[str, str] | None = None,
+    params_file: str | None = None,
+    backend: str = "onnxruntime",
+) -> list[str]:
+    """The detector's command line exactly as detector.launch.py would run it."""
+    args = detector_ros_args(params_file or default_params_file(), camera, backend, extra_params)
+    return [executable(EXECUTABLE), *args]
+
+
 def start_detector(
     camera: str,
     params_file: str | None = None,
@@ -31,8 +42,8 @@ def start_detector(
     **popen: object,
 ) -> subprocess.Popen[bytes]:
     """The detector exactly as detector.launch.py starts it, without `ros2 launch`."""
-    args = detector_ros_args(params_file or default_params_file(), camera, backend, extra_params)
-    return subprocess.Popen([executable(EXECUTABLE), *args], **popen)  # type: ignore[call-overload]
+    command = start_detector_command(camera, extra_params, params_file, backend)
+    return subprocess.Popen(command, **popen)  # type: ignore[call-overload]
 
 
 def start_camera(
