@@ -68,7 +68,9 @@ class C2f(nn.Module):
         self.m = nn.ModuleList(Bottleneck(self.c, shortcut) for _ in range(n))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = list(self.cv1(x).chunk(2, 1))
+        # split, not chunk: exports as a Split with constant sizes, so ONNX shape inference
+        # (MAC counting, TensorRT) sees static shapes
+        y = list(self.cv1(x).split((self.c, self.c), 1))
         for m in self.m:
             y.append(m(y[-1]))
         return self.cv2(torch.cat(y, 1))
@@ -193,8 +195,10 @@ def count_macs(model: nn.Module, input_hw: tuple[int, int]) -> int:
         total += out.numel() * (m.in_channels // m.groups) * k
 
     hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    was_training = model.training
     with torch.no_grad():
         model.eval()(torch.zeros(1, 3, *input_hw))
+    model.train(was_training)
     for h in hs:
         h.remove()
     return total
@@ -428,6 +432,11 @@ def main() -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--export-only", type=Path, help="checkpoint to export, skip training")
     ap.add_argument("--init", type=Path, help="checkpoint to continue from (EMA weights)")
+    ap.add_argument(
+        "--bn", choices=("batch", "frozen"), default="batch",
+        help="BatchNorm while training: batch statistics (standard), or frozen at mean 0 / "
+        "var 1 so each BN is a learned per-channel affine (how the shipped model was trained)",
+    )
     args = ap.parse_args()
     input_hw = tuple(int(v) for v in args.imgsz.split(","))
     assert len(input_hw) == 2 and all(v % 32 == 0 for v in input_hw)
@@ -463,6 +472,7 @@ def main() -> int:
     del images
     gpu_tgts = torch.from_numpy(targets).to(dev)
     model = model.to(dev).to(memory_format=torch.channels_last)
+    model.train(args.bn == "batch")
     ema = Ema(model)
     pts, strides = anchors_for(input_hw, dev)
     proj = model.detect.proj
