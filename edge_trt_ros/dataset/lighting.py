@@ -104,7 +104,7 @@ def white_balance(rng: np.random.Generator, lux: float) -> np.ndarray:
 
     Dim scenes are lit by warm lamps and AWB leaves some warmth; daylight is slightly cool.
     """
-    warmth = 0.08 * (1.0 - math.log10(lux) / 3.0)  # +0.05 at 10 lux, -0.08 at 100k
+    warmth = 0.08 * (1.0 - math.log10(lux) / 3.0)  # +0.053 at 10 lux, 0 at 1k, -0.053 at 100k
     dr, db = rng.normal(0.0, 0.06, size=2)
     return np.array([1.0 + warmth + dr, 1.0, 1.0 - warmth + db], dtype=np.float32)
 
