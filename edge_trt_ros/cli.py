@@ -27,11 +27,12 @@ def _register_info(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from edge_trt_ros.evaluation import register_cli as register_evaluate
     from edge_trt_ros.power.cli import register_cli as register_power
+    from edge_trt_ros.variants.cli import register_cli as register_variants
 
     parser = argparse.ArgumentParser(prog="edge-trt", description=__doc__)
     parser.add_argument("--version", action="version", version=f"edge-trt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for register in (_register_info, register_evaluate, register_power):
+    for register in (_register_info, register_evaluate, register_power, register_variants):
         register(sub)
     return parser
 

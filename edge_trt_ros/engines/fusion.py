@@ -1,0 +1,107 @@
+"""Fusion profiles: one table of what each profile sets in each backend.
+
+A fusion profile trades memory traffic against debuggability: fused layers keep
+intermediate activations in registers/cache instead of writing them to memory, while
+unfused graphs expose every BatchNorm and activation output (useful to bisect an accuracy
+problem, and the baseline that shows what fusion buys). The table is plain data, so the
+TensorRT backend, the fusion report and the docs read the same values without importing
+``tensorrt`` or ``onnxruntime``.
+
+| profile      | ONNX Runtime graph level           | TensorRT builder | TensorRT marked outputs |
+|              |                                    | opt. level       | (materialised)          |
+|--------------|------------------------------------|------------------|-------------------------|
+| max          | ORT_ENABLE_ALL (``all``)           | 5                | none (free fusion)      |
+| balanced     | ORT_ENABLE_EXTENDED (``extended``) | 3                | none                    |
+| conservative | ORT_ENABLE_BASIC (``basic``)       | 1                | BatchNorm + activation  |
+| none         | ORT_DISABLE_ALL (``none``)         | 0                | BatchNorm + activation  |
+
+What the ONNX Runtime levels do (CPU): ``basic`` folds constants, removes redundant nodes
+and folds BatchNorm/Mul/Add into Conv; ``extended`` adds fused kernels (Conv+activation,
+``QuickGelu`` for x*sigmoid(x), QDQ groups -> QLinear ops); ``all`` adds the layout
+transforms (NCHWc blocked convolutions, NHWC for quantized convs). ``none`` runs the graph
+node by node, which for a Q/DQ model means dequantize -> float op -> quantize.
+
+TensorRT: the builder optimisation level (0-5) bounds how many tactics and fusions it
+tries; marking a tensor as a network output forces it to be written to memory, which
+breaks the Conv+BN+activation fusion at that boundary. ``auto`` is not a row of this
+table: it is resolved per device to one of these profiles (the profile measured best
+there, or before any measurement, from the hardware profile's memory bandwidth).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PROFILES: tuple[str, ...] = ("max", "balanced", "conservative", "none")
+AUTO = "auto"
+
+# What "activation" means when an ONNX graph's boundaries are materialised. SiLU appears in
+# ONNX as Sigmoid followed by Mul; the Mul of x and sigmoid(x) is the activation output.
+BATCHNORM_OP_TYPES: tuple[str, ...] = ("BatchNormalization",)
+ACTIVATION_OP_TYPES: tuple[str, ...] = (
+    "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Clip",
+    "Elu", "Selu", "Softplus", "Mish", "Gelu",
+)
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    """What one fusion profile sets in each backend."""
+
+    profile: str
+    ort_graph_optimization: str  # key of onnxruntime_backend.GRAPH_OPTIMIZATION
+    ort_level_name: str  # the onnxruntime.GraphOptimizationLevel member, for docs/logs
+    trt_builder_optimization_level: int
+    trt_mark_batchnorm_outputs: bool
+    trt_mark_activation_outputs: bool
+    description: str
+
+    @property
+    def materialises_boundaries(self) -> bool:
+        return self.trt_mark_batchnorm_outputs or self.trt_mark_activation_outputs
+
+
+FUSION_PROFILES: dict[str, FusionSettings] = {
+    s.profile: s
+    for s in (
+        FusionSettings("max", "all", "ORT_ENABLE_ALL", 5, False, False,
+                       "every fusion and layout transform; the fastest"),
+        FusionSettings("balanced", "extended", "ORT_ENABLE_EXTENDED", 3, False, False,
+                       "kernel fusions without the CPU-specific layout transforms"),
+        FusionSettings("conservative", "basic", "ORT_ENABLE_BASIC", 1, True, True,
+                       "only graph-level folding; BatchNorm/activation outputs materialised"),
+        FusionSettings("none", "none", "ORT_DISABLE_ALL", 0, True, True,
+                       "the graph as written, every boundary in memory (reference)"),
+    )
+}
+
+
+def fusion_settings(profile: str) -> FusionSettings:
+    """Settings of a concrete profile; ``auto`` must be resolved to one first."""
+    try:
+        return FUSION_PROFILES[profile]
+    except KeyError:
+        hint = (" ('auto' is resolved per device before the engine is built)"
+                if profile == AUTO else "")
+        raise ValueError(
+            f"unknown fusion profile {profile!r}{hint}; use one of {', '.join(PROFILES)}"
+        ) from None
+
+
+def ort_graph_optimization(profile: str) -> str:
+    """The ``graph_optimization`` argument of OnnxRuntimeEngine for a fusion profile."""
+    return fusion_settings(profile).ort_graph_optimization
+
+
+def markdown_table() -> str:
+    """The profile table as Markdown (for docs and ``edge-trt`` help)."""
+    rows = [
+        "| profile | ONNX Runtime level | TensorRT builder opt level | TensorRT marked outputs |",
+        "|---|---|---|---|",
+    ]
+    for s in FUSION_PROFILES.values():
+        marked = [n for n, on in (("BatchNorm", s.trt_mark_batchnorm_outputs),
+                                  ("activation", s.trt_mark_activation_outputs)) if on]
+        rows.append(f"| {s.profile} | {s.ort_level_name} | {s.trt_builder_optimization_level} "
+                    f"| {' + '.join(marked) or 'none'} |")
+    return "\n".join(rows)

@@ -1,0 +1,137 @@
+"""Make every variant of a base model and the manifest that lists them.
+
+``build_variants`` writes, into one directory: the fp32 base (copied, so the set is
+self-contained), the fp16 file, the two int8 recipes (TensorRT s8s8 and ONNX Runtime u8s8)
+and, with ``mixed``, the same two with the first convolution and the detection head kept
+float; plus ``variants.json``. Calibration runs once per (model, calibration set) and is
+cached; every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from edge_trt_ros.model_info import read_model_info
+from edge_trt_ros.variants import fp16, int8, nodes
+from edge_trt_ros.variants.calibration import CalibrationSpec, calibrate
+from edge_trt_ros.variants.files import copy_atomic, save_model_atomic, sha256_file
+from edge_trt_ros.variants.manifest import (
+    MANIFEST_NAME,
+    SCHEMA,
+    machine,
+    now_iso,
+    tool_versions,
+    variant_entry,
+    write_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+
+
+def build_variants(
+    model_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    calibration: CalibrationSpec | None = None,
+    mixed: bool = False,
+    head_prefix: str = nodes.DEFAULT_HEAD_PREFIX,
+    cache_dir: str | os.PathLike[str] | None = None,
+    include: tuple[str, ...] = ("fp32", "fp16", "int8"),
+    float_prefixes: tuple[str, ...] = (),
+) -> Path:
+    """Write the variants of ``model_path`` into ``out_dir``; returns the manifest path.
+
+    ``float_prefixes``: node-name prefixes kept float in every int8 variant, on top of the
+    decode tail (and of the first conv and head when mixed), e.g. ``("/model/stem",)``
+    for a model whose first block is the one that fails the accuracy guard in int8.
+    """
+    src = Path(model_path)
+    if not src.is_file():
+        raise FileNotFoundError(f"model {src} not found")
+    unknown = set(include) - {"fp32", "fp16", "int8"}
+    if unknown:
+        raise ValueError(f"unknown precision(s) {sorted(unknown)}; use fp32, fp16, int8")
+    spec = calibration or CalibrationSpec()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir is not None else out / "cache"
+    info = read_model_info(src)
+    base = onnx.load(str(src))
+    base_sha = sha256_file(src)
+    stem = src.stem
+    meta = {p.key: p.value for p in base.metadata_props}
+    t_start = time.perf_counter()
+    variants: dict[str, dict[str, Any]] = {}
+    calib_info: dict[str, Any] | None = None
+
+    def entry(name: str, file: Path, precision: str, recipe: str, key: str | None,
+              backends: list[str], **details: Any) -> None:
+        variants[name] = variant_entry(out, name, file, precision=precision, recipe=recipe,
+                                       base_sha256=base_sha, calibration_key=key,
+                                       backends=backends, details=details)
+
+    if "fp32" in include:
+        dst = out / f"{stem}.fp32.onnx"
+        copy_atomic(src, dst)
+        entry("fp32", dst, "fp32", "base model (unchanged copy)", None,
+              ["onnxruntime", "tensorrt"])
+
+    if "fp16" in include:
+        dst = out / f"{stem}.fp16.onnx"
+        model16 = fp16.convert_fp16(base)
+        int8.set_metadata(model16, {**meta, "edge_trt_ros.precision": "fp16",
+                                    "edge_trt_ros.recipe": fp16.RECIPE})
+        save_model_atomic(model16, dst)
+        entry("fp16", dst, "fp16", fp16.RECIPE, None, ["tensorrt", "onnxruntime"])
+
+    if "int8" in include:
+        with tempfile.TemporaryDirectory(prefix="edge_trt_variants.") as tmp:
+            prepared = int8.prepare_for_quantization(src, Path(tmp) / "prepared.onnx")
+            prepared_model = onnx.load(str(prepared))
+            result = calibrate(prepared, base_sha, spec, cache, input_name=info.input_name,
+                               input_hw=info.input_hw, layout=info.input_layout)
+            calib_info = {**result.to_dict(), "spec": spec.to_dict(),
+                          "ranges_file": os.path.relpath(result.ranges_path, out)}
+            plans = [(False, "")] + ([(True, "-mixed")] if mixed else [])
+            for is_mixed, suffix in plans:
+                keep = nodes.float_nodes(prepared_model, mixed=is_mixed,
+                                         head_prefix=head_prefix, prefixes=float_prefixes)
+                for recipe in int8.RECIPES.values():
+                    name = f"int8-{recipe.key}{suffix}"
+                    dst = out / f"{stem}.{name}.onnx"
+                    int8.quantize_int8(prepared, dst, recipe, result, keep, metadata=meta)
+                    backends = (["tensorrt", "onnxruntime"] if recipe.key == "trt"
+                                else ["onnxruntime"])
+                    recipe_name = recipe.name + suffix + "".join(
+                        f"+float:{p}" for p in float_prefixes)
+                    entry(name, dst, "int8", recipe_name, result.key, backends,
+                          int8_recipe=recipe.to_dict(), mixed=is_mixed,
+                          float_nodes=len(keep), float_prefixes=list(float_prefixes),
+                          preprocess="quant_pre_process: onnx shape inference + ORT basic "
+                                     "optimisation (BatchNorm folded into Conv)")
+
+    manifest = {
+        "schema": SCHEMA,
+        "created": now_iso(),
+        "base_model": {"path": str(src.resolve()), "sha256": base_sha,
+                       "input": info.input_name, "input_hw": list(info.input_hw),
+                       "layout": info.input_layout, "output_layout": info.output_layout,
+                       "class_names": list(info.class_names)},
+        "calibration": calib_info,
+        "tools": tool_versions(),
+        "machine": machine(),
+        "build_seconds": round(time.perf_counter() - t_start, 1),
+        "variants": variants,
+        "evaluation": None,
+    }
+    path = write_manifest(out / MANIFEST_NAME, manifest)
+    log.info("wrote %d variants and %s", len(variants), path)
+    return path
