@@ -36,6 +36,7 @@ from edge_trt_ros.engines.fusion import (
     ort_graph_optimization,
 )
 from edge_trt_ros.engines.onnxruntime_backend import GRAPH_OPTIMIZATION, OnnxRuntimeEngine
+from edge_trt_ros.files import sha256_file
 from edge_trt_ros.model_info import read_model_info
 from edge_trt_ros.variants import calibration as calib_mod
 from edge_trt_ros.variants import nodes
@@ -49,7 +50,6 @@ from edge_trt_ros.variants.calibration import (
     calibration_runs,
 )
 from edge_trt_ros.variants.cli import register_cli
-from edge_trt_ros.variants.files import sha256_file
 from edge_trt_ros.variants.fp16 import convert_fp16
 from edge_trt_ros.variants.int8 import prepare_for_quantization
 from edge_trt_ros.variants.manifest import load_manifest, variant_path, verify

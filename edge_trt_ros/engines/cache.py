@@ -21,25 +21,18 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+
+from edge_trt_ros.files import atomic_path, sha256_file, write_atomic
 
 log = logging.getLogger("edge_trt_ros.engines.cache")
 
 T = TypeVar("T")
 MAGIC = b"EDGETRT-CACHE-1\n"
 _HEADER = len(MAGIC) + 16 + 64 + 1  # magic, 16 hex digits of length, sha256 hex, newline
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -127,21 +120,12 @@ class EngineCache:
     def store(self, key: CacheKey, payload: bytes) -> Path:
         """Write atomically: a temp file in the same directory, fsync, rename."""
         path = self.path(key)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(_frame(payload))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        meta = path.with_suffix(path.suffix + ".json")
-        meta_tmp = meta.with_name(f".{meta.name}.tmp{os.getpid()}")
-        meta_tmp.write_text(key.canonical())
-        os.replace(meta_tmp, meta)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(_frame(payload))
+            f.flush()
+            os.fsync(f.fileno())  # a plan survives a power cut once it has its final name
+        write_atomic(path.with_suffix(path.suffix + ".json"),
+                     lambda p: p.write_text(key.canonical()))
         return path
 
     def get_or_build(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_trt_ros.engines.base import EngineError, EngineInfo
+from edge_trt_ros.files import sha256_file
 
 GRAPH_OPTIMIZATION = {
     "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -18,15 +18,6 @@ GRAPH_OPTIMIZATION = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-
-
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """Short content hash: identifies the exact model file an engine was made from."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 class OnnxRuntimeEngine:
@@ -70,7 +61,7 @@ class OnnxRuntimeEngine:
             fusion_profile=fusion_profile,
             device=chosen[0].removesuffix("ExecutionProvider").lower(),
             model_path=str(Path(model_path)),
-            engine_id=f"ort-{file_digest(model_path)}-{graph_optimization}-{intra_op_threads}",
+            engine_id=f"ort-{sha256_file(model_path)[:16]}-{graph_optimization}-{intra_op_threads}",
             settings={
                 "graph_optimization": graph_optimization,
                 "intra_op_threads": str(intra_op_threads),

@@ -18,10 +18,10 @@ from typing import Any
 
 import onnx
 
+from edge_trt_ros.files import copy_atomic, save_model_atomic, sha256_file
 from edge_trt_ros.model_info import read_model_info
 from edge_trt_ros.variants import fp16, int8, nodes
 from edge_trt_ros.variants.calibration import CalibrationSpec, calibrate
-from edge_trt_ros.variants.files import copy_atomic, save_model_atomic, sha256_file
 from edge_trt_ros.variants.manifest import (
     MANIFEST_NAME,
     SCHEMA,

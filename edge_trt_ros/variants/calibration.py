@@ -38,8 +38,8 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
 from edge_trt_ros.dataset import lux_bin, render_sample, split_lux, split_seeds
+from edge_trt_ros.files import sha256_json, write_json_atomic
 from edge_trt_ros.variants.augment import AugmentSpec, augment
-from edge_trt_ros.variants.files import sha256_json, write_json_atomic
 from edge_trt_ros.vision.image import rgb_view
 from edge_trt_ros.vision.letterbox import Letterbox
 

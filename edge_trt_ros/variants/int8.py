@@ -37,8 +37,8 @@ from typing import Any
 import onnx
 from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
+from edge_trt_ros.files import save_model_atomic
 from edge_trt_ros.variants.calibration import METHODS, CalibrationResult
-from edge_trt_ros.variants.files import save_model_atomic
 
 log = logging.getLogger(__name__)
 

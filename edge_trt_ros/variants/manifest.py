@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edge_trt_ros.variants.files import sha256_file, write_json_atomic
+from edge_trt_ros.files import sha256_file, write_json_atomic
 
 SCHEMA = "edge_trt_ros.variants/1"
 MANIFEST_NAME = "variants.json"

@@ -1,4 +1,4 @@
-"""Content hashes and atomic writes for variant files, caches and manifests.
+"""Content hashes and atomic writes for models, variant files, engine caches and manifests.
 
 Every artefact here is keyed or checked by content, and written through a temporary file
 in the same directory plus ``os.replace``, so a crash or a concurrent writer never leaves
