@@ -39,6 +39,15 @@ JETSON_GPU_LOAD = (
 Probe = Callable[[], PowerSensor]
 
 
+def close_all(sensors: list[PowerSensor]) -> None:
+    """Close every sensor; one that fails to close must not keep the others open."""
+    for s in sensors:
+        try:
+            s.close()
+        except Exception as e:
+            log.debug("closing %s failed: %s", s.name, e)
+
+
 @dataclass
 class Detection:
     """Usable sensors (best first, estimate last) and why each other one was skipped."""
@@ -49,11 +58,7 @@ class Detection:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def close(self) -> None:
-        for s in self.sensors:
-            try:
-                s.close()
-            except Exception as e:
-                log.debug("closing %s failed: %s", s.name, e)
+        close_all(self.sensors)
 
 
 def _jetson_gpu_load(root: Path | str) -> Callable[[], float] | None:
@@ -204,11 +209,7 @@ class FallbackSensor:
             return None
 
     def close(self) -> None:
-        for s in self._sensors:
-            try:
-                s.close()
-            except Exception as e:
-                log.debug("closing %s failed: %s", s.name, e)
+        close_all(self._sensors)
 
 
 def open_power_sensor(
