@@ -240,15 +240,15 @@ class DetectorNode(LifecycleNode):
 
     # -- status ---------------------------------------------------------------------------------
     def _publish_status(self) -> None:
-        detector = self.detector
-        if detector is None:
+        detector, power = self.detector, self.power
+        if detector is None or power is None:  # both exist from configure to cleanup
             return
         s = self._window.stats()
         engine = detector.engine.info
         c = self.counters
         nan = float("nan")
-        figures = self.power.figures() if self.power is not None else None
-        e = figures.efficiency if figures is not None else None
+        figures = power.figures()
+        e = figures.efficiency
 
         def num(value: float | None) -> float:
             return nan if value is None else float(value)
@@ -269,25 +269,24 @@ class DetectorNode(LifecycleNode):
             frames_received=c.received,
             frames_processed=c.processed,
             frames_dropped=c.dropped,
-            power_w=num(e.mean_watts) if e else nan,
-            power_scope=e.scope if e else "",
-            power_source=figures.sensor if figures else "",
-            power_estimated=e.estimated if e else True,
-            energy_per_frame_mj=num(e.energy_per_frame_mj) if e else nan,
-            fps_per_watt=num(e.fps_per_watt) if e else nan,
-            effective_tops_per_watt=num(e.effective_tops_per_watt) if e else nan,
-            temperature_c=num(figures.thermal.max_celsius) if figures else nan,
+            power_w=num(e.mean_watts),
+            power_scope=e.scope,
+            power_source=figures.sensor,
+            power_estimated=e.estimated,
+            energy_per_frame_mj=num(e.energy_per_frame_mj),
+            fps_per_watt=num(e.fps_per_watt),
+            effective_tops_per_watt=num(e.effective_tops_per_watt),
+            temperature_c=num(figures.thermal.max_celsius),
             map50=nan, map50_drop_vs_fp32=nan,
             adaptive_mode="off", last_decision="",
         )
         self._eff_pub.publish(status)
         diagnostics = self._diagnostics(s.fps, s.frames)
-        if figures is not None and self.power is not None:
-            name = self.get_fully_qualified_name()
-            diagnostics.status += [
-                power_status(name, figures, self.power.why_not_measured()),
-                thermal_status(name, figures),
-            ]
+        name = self.get_fully_qualified_name()
+        diagnostics.status += [
+            power_status(name, figures, power.why_not_measured()),
+            thermal_status(name, figures),
+        ]
         self._diag_pub.publish(diagnostics)
 
     def _diagnostics(self, fps: float, frames: int) -> DiagnosticArray:
