@@ -80,10 +80,13 @@ def test_shipped_model_finds_the_rendered_defects(node: tuple[Node, dict]) -> No
 
 
 def test_demo_runs_the_pipeline_and_reports_live_figures(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # its own DDS domain: this module's detector (same node name) must not answer the demo
+    domain = int(os.environ["ROS_DOMAIN_ID"]) % 200 + 1
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
     out = subprocess.run(
         [sys.executable, "-m", "edge_trt_ros.ros.demo", "--seconds", "7", "--rate", "15",
          "--log-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=90, env=os.environ.copy(),
+        capture_output=True, text=True, timeout=90, env=env,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "fps | inference p50" in out.stdout
