@@ -50,6 +50,19 @@ else
   say "python packages up to date"
 fi
 
+# -- TensorRT type stubs: mypy checks the TensorRT backend against them (pyproject mypy_path) --
+stubs=tensorrt-stubs==10.13.0.35.1
+if [ "$(cat "$STAMPS/trt_stubs" 2>/dev/null)" != "$stubs" ] \
+   || [ ! -f "$WS/mypy_stubs/tensorrt_bindings/tensorrt.pyi" ]; then
+  say "TensorRT type stubs for mypy ($stubs)"
+  rm -rf "$WS/stubs_download"
+  { "$VENV/bin/python" -m pip download --no-deps -d "$WS/stubs_download" "$stubs" \
+    && "$VENV/bin/python" "$ROOT/tools/tensorrt_stubs.py" "$WS"/stubs_download/*.whl \
+       "$WS/mypy_stubs"; } >"$WS/stubs.log" 2>&1 \
+    || { tail -n 20 "$WS/stubs.log" >&2; die "could not prepare $stubs (full log: $WS/stubs.log)"; }
+  echo "$stubs" >"$STAMPS/trt_stubs"
+fi
+
 # -- quirk: the wheels' CMake targets name include dirs of the machine they were built on -----
 fix_link() {  # fix_link <path the wheels expect> <real path>
   [ -e "$1" ] && return 0

@@ -10,5 +10,8 @@ set +u  # colcon's setup.bash reads unset variables
 set -u
 cd "$ROOT"
 echo "[test] ruff"; ruff check .
-echo "[test] mypy"; mypy edge_trt_ros
+echo "[test] mypy"
+[ -f .ros_ws/mypy_stubs/tensorrt_bindings/tensorrt.pyi ] \
+  || { echo "[test] error: TensorRT stubs missing; scripts/bootstrap.sh makes them" >&2; exit 1; }
+mypy edge_trt_ros
 echo "[test] pytest"; exec python -m pytest "$@"

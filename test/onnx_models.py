@@ -69,3 +69,76 @@ def names_metadata(names: list[str], imgsz: tuple[int, int]) -> dict[str, str]:
         "stride": "32",
         "task": "detect",
     }
+
+
+TINY_INPUT_HW = (64, 96)
+TINY_NAMES = "{0: 'scratch', 1: 'crack', 2: 'dent', 3: 'stain'}"
+
+
+def _conv_block(prefix: str, x: str, cin: int, cout: int, stride: int,
+                rng: np.random.Generator, nodes_: list, inits: list) -> str:
+    """Conv -> BatchNorm -> SiLU (Sigmoid, Mul), named like an Ultralytics export."""
+    w = rng.normal(0, np.sqrt(2.0 / (cin * 9)), (cout, cin, 3, 3)).astype(np.float32)
+    inits += [
+        numpy_helper.from_array(w, f"{prefix}.w"),
+        numpy_helper.from_array(rng.uniform(0.8, 1.2, cout).astype(np.float32), f"{prefix}.g"),
+        numpy_helper.from_array(rng.normal(0, 0.1, cout).astype(np.float32), f"{prefix}.b"),
+        numpy_helper.from_array(rng.normal(0, 0.1, cout).astype(np.float32), f"{prefix}.m"),
+        numpy_helper.from_array(rng.uniform(0.5, 1.5, cout).astype(np.float32), f"{prefix}.v"),
+    ]
+    nodes_ += [
+        helper.make_node("Conv", [x, f"{prefix}.w"], [f"{prefix}/c"], name=f"{prefix}/Conv",
+                         kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[stride, stride]),
+        helper.make_node("BatchNormalization",
+                         [f"{prefix}/c", f"{prefix}.g", f"{prefix}.b", f"{prefix}.m",
+                          f"{prefix}.v"], [f"{prefix}/bn"], name=f"{prefix}/BatchNormalization"),
+        helper.make_node("Sigmoid", [f"{prefix}/bn"], [f"{prefix}/s"], name=f"{prefix}/Sigmoid"),
+        helper.make_node("Mul", [f"{prefix}/bn", f"{prefix}/s"], [f"{prefix}/y"],
+                         name=f"{prefix}/Mul"),
+    ]
+    return f"{prefix}/y"
+
+
+def tiny_detector(path: Path) -> Path:
+    """A 64x96 detector with the shipped model's structure in miniature (YOLOv8 layout)."""
+    rng = np.random.default_rng(7)
+    h, w = TINY_INPUT_HW
+    nodes_: list = []
+    inits: list = []
+    x = _conv_block("/model/stem", "images", 3, 8, 2, rng, nodes_, inits)
+    x = _conv_block("/model/b1", x, 8, 16, 2, rng, nodes_, inits)
+    x = _conv_block("/model/detect/cv", x, 16, 16, 1, rng, nodes_, inits)
+    n = (h // 4) * (w // 4)
+    hw = rng.normal(0, 0.5, (8, 16, 1, 1)).astype(np.float32)
+    inits += [
+        numpy_helper.from_array(hw, "head.w"),
+        numpy_helper.from_array(np.array([0.5, 0.5, 0.2, 0.2, -1, -1, -1, -1], np.float32),
+                                "head.b"),
+        numpy_helper.from_array(np.array([1, 8, n], np.int64), "shape"),
+        numpy_helper.from_array(np.array([4, 4], np.int64), "split"),
+        numpy_helper.from_array(np.array(float(w), np.float32), "scale"),
+    ]
+    nodes_ += [
+        helper.make_node("Conv", [x, "head.w", "head.b"], ["/model/detect/o"],
+                         name="/model/detect/out/Conv", kernel_shape=[1, 1]),
+        helper.make_node("Reshape", ["/model/detect/o", "shape"], ["r"],
+                         name="/model/detect/Reshape"),
+        helper.make_node("Split", ["r", "split"], ["box", "cls"], name="/Split", axis=1),
+        helper.make_node("Sigmoid", ["box"], ["box_s"], name="/Sigmoid_box"),
+        helper.make_node("Mul", ["box_s", "scale"], ["box_px"], name="/Mul"),
+        helper.make_node("Sigmoid", ["cls"], ["cls_s"], name="/Sigmoid"),
+        helper.make_node("Concat", ["box_px", "cls_s"], ["output0"], name="/Concat", axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes_, "tiny_detector",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, h, w])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 8, n])], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = {"names": TINY_NAMES, "imgsz": str(list(TINY_INPUT_HW)), "task": "detect"}
+    for key, value in meta.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

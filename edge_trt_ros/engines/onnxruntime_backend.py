@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_trt_ros.engines.base import EngineError, EngineInfo
+from edge_trt_ros.engines.fusion import fusion_settings
 from edge_trt_ros.files import sha256_file
 
 GRAPH_OPTIMIZATION = {
@@ -21,7 +22,11 @@ GRAPH_OPTIMIZATION = {
 
 
 class OnnxRuntimeEngine:
-    """An ``InferenceSession`` with explicit threads and graph optimisation level."""
+    """An ``InferenceSession`` whose graph optimisation level comes from the fusion profile.
+
+    ``optimized_model_path`` saves the graph ONNX Runtime actually runs and ``profile_prefix``
+    turns on its per-node profiler; both exist for the fusion report, not the hot path.
+    """
 
     def __init__(
         self,
@@ -29,17 +34,25 @@ class OnnxRuntimeEngine:
         *,
         precision: str = "fp32",
         fusion_profile: str = "max",
-        graph_optimization: str = "all",
         intra_op_threads: int = 0,
         providers: Sequence[str] | None = None,
+        optimized_model_path: str | os.PathLike[str] | None = None,
+        profile_prefix: str | os.PathLike[str] | None = None,
     ) -> None:
-        if graph_optimization not in GRAPH_OPTIMIZATION:
-            raise EngineError(f"unknown graph optimisation level {graph_optimization!r}")
+        try:
+            level = fusion_settings(fusion_profile).ort_graph_optimization
+        except ValueError as exc:
+            raise EngineError(str(exc)) from None
         options = ort.SessionOptions()
-        options.graph_optimization_level = GRAPH_OPTIMIZATION[graph_optimization]
+        options.graph_optimization_level = GRAPH_OPTIMIZATION[level]
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if optimized_model_path is not None:
+            options.optimized_model_filepath = str(optimized_model_path)
+        if profile_prefix is not None:
+            options.enable_profiling = True
+            options.profile_file_prefix = str(profile_prefix)
         chosen = list(providers or ["CPUExecutionProvider"])
         missing = [p for p in chosen if p not in ort.get_available_providers()]
         if missing:
@@ -61,9 +74,9 @@ class OnnxRuntimeEngine:
             fusion_profile=fusion_profile,
             device=chosen[0].removesuffix("ExecutionProvider").lower(),
             model_path=str(Path(model_path)),
-            engine_id=f"ort-{sha256_file(model_path)[:16]}-{graph_optimization}-{intra_op_threads}",
+            engine_id=f"ort-{sha256_file(model_path)[:16]}-{level}-{intra_op_threads}",
             settings={
-                "graph_optimization": graph_optimization,
+                "graph_optimization": level,
                 "intra_op_threads": str(intra_op_threads),
                 "providers": ",".join(chosen),
             },
@@ -78,6 +91,10 @@ class OnnxRuntimeEngine:
             return self._session.run(None, {self._input: tensor})  # type: ignore[no-any-return]
         except AttributeError as exc:
             raise EngineError("engine was released") from exc
+
+    def end_profiling(self) -> Path:
+        """Stop the profiler; the path of its Chrome-trace JSON (one event per node run)."""
+        return Path(self._session.end_profiling())
 
     def release(self) -> None:
         self.__dict__.pop("_session", None)

@@ -19,7 +19,6 @@ import numpy as np
 
 from edge_trt_ros.dataset import Sample, iter_split
 from edge_trt_ros.detector import Detector
-from edge_trt_ros.engines.fusion import ort_graph_optimization
 from edge_trt_ros.engines.onnxruntime_backend import OnnxRuntimeEngine
 from edge_trt_ros.evaluation import Prediction, evaluate
 from edge_trt_ros.model_info import read_model_info
@@ -46,8 +45,7 @@ def variant_detector(
 ) -> Detector:
     """A detector on ONNX Runtime (CPU) for one variant file and fusion profile."""
     engine = OnnxRuntimeEngine(
-        path, precision=precision, fusion_profile=fusion_profile,
-        graph_optimization=ort_graph_optimization(fusion_profile), intra_op_threads=threads,
+        path, precision=precision, fusion_profile=fusion_profile, intra_op_threads=threads,
     )
     return Detector(engine, read_model_info(path), params)
 
