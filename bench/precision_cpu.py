@@ -11,7 +11,10 @@ What it measures, per variant, at one fusion profile (``max``) and one thread co
   (letterbox + inference + decode) median;
 * mAP@0.5 overall and per lux bin on the first ``--eval-count`` frames of the test split,
   and the drop against fp32 (the issue's guard: <= 0.005 overall and in every bin);
-* then latency per fusion profile for fp32 and both int8 recipes.
+* throughput of ``--streams`` concurrent single-threaded sessions per variant (one camera
+  stream per core: the machine's frames per second), variants taking turns;
+* then latency and activation bytes moved per inference (ONNX Runtime's profiler, see
+  ``edge-trt inspect``) per fusion profile for fp32 and both int8 recipes.
 
 The issue's bar: an int8 variant at >= 2.0x fp32 throughput (same profile) that passes the
 guard. The JSON (``results/precision_cpu.json`` by default) holds every number plus the
@@ -28,6 +31,7 @@ import logging
 import platform
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge_trt_ros.dataset import iter_split  # noqa: E402
-from edge_trt_ros.engines.fusion import PROFILES, ort_graph_optimization  # noqa: E402
+from edge_trt_ros.engines.fusion import PROFILES  # noqa: E402
+from edge_trt_ros.engines.fusion_report import onnxruntime_report  # noqa: E402
 from edge_trt_ros.engines.onnxruntime_backend import OnnxRuntimeEngine  # noqa: E402
 from edge_trt_ros.variants.augment import AugmentSpec  # noqa: E402
 from edge_trt_ros.variants.build import build_variants  # noqa: E402
@@ -113,49 +118,128 @@ def detect_latency(variants: Variants, image: np.ndarray, *, threads: int, runs:
     return {label: round(statistics.median(t), 3) for label, t in times.items()}
 
 
+def latency_at_max(variants: Variants, tensor: np.ndarray, image: np.ndarray, threads: int,
+                   args: argparse.Namespace) -> dict[str, Any]:
+    """Pooled and per-repeat latency of every variant at profile max, and detect() ms."""
+    engines = engines_for(variants, "max", threads)
+    pooled: dict[str, list[float]] = {n: [] for n in variants}
+    repeats = []
+    for _ in range(args.repeat):  # independent repeats show how much the machine drifts
+        times = round_robin_times(engines, tensor, runs=args.runs, warmup=args.warmup)
+        rep = stats(times)
+        repeats.append({n: {"median_ms": v["median_ms"],
+                            "speedup_vs_fp32": round(rep["fp32"]["median_ms"] / v["median_ms"], 3)}
+                        for n, v in rep.items()})
+        for n, t in times.items():
+            pooled[n] += t
+    latency = stats(pooled)
+    for e in engines.values():
+        e.release()
+    return {
+        "latency": latency,
+        "speedup_vs_fp32": {n: round(latency["fp32"]["median_ms"] / v["median_ms"], 3)
+                            for n, v in latency.items()},
+        "repeats": repeats,
+        "detect_ms": detect_latency(variants, image, threads=threads, runs=args.runs,
+                                    warmup=args.warmup),
+    }
+
+
+def stream_throughput(variants: Variants, tensor: np.ndarray, *, streams: int, seconds: float,
+                      rounds: int = 3) -> dict[str, Any]:
+    """Frames per second of ``streams`` concurrent single-threaded sessions per variant (one
+    camera stream per core), variants taking turns for ``seconds`` each, ``rounds`` times."""
+    sessions = {label: [OnnxRuntimeEngine(variant_path(m, n), precision=m["variants"][n]
+                                          ["precision"], intra_op_threads=1)
+                        for _ in range(streams)]
+                for label, (m, n) in variants.items()}
+    for group in sessions.values():
+        for engine in group:
+            engine.infer(tensor)
+    fps: dict[str, list[float]] = {label: [] for label in sessions}
+
+    def worker(engine: OnnxRuntimeEngine, deadline: float, counts: list[int], i: int) -> None:
+        x = tensor.copy()  # each stream its own frame buffer
+        while time.perf_counter() < deadline:
+            engine.infer(x)
+            counts[i] += 1
+
+    for _ in range(rounds):
+        for label, group in sessions.items():
+            counts = [0] * streams
+            start = time.perf_counter()
+            threads = [threading.Thread(target=worker, args=(e, start + seconds, counts, i))
+                       for i, e in enumerate(group)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            fps[label].append(sum(counts) / (time.perf_counter() - start))
+    for group in sessions.values():
+        for engine in group:
+            engine.release()
+    base = statistics.median(fps["fp32"])
+    return {label: {"fps_median": round(statistics.median(f), 1),
+                    "fps_rounds": [round(v, 1) for v in f],
+                    "x_fp32": round(statistics.median(f) / base, 3)}
+            for label, f in fps.items()}
+
+
 def engines_for(variants: Variants, profile: str, threads: int) -> dict[str, OnnxRuntimeEngine]:
     return {
         label: OnnxRuntimeEngine(
             variant_path(manifest, name), precision=manifest["variants"][name]["precision"],
-            fusion_profile=profile, graph_optimization=ort_graph_optimization(profile),
-            intra_op_threads=threads)
+            fusion_profile=profile, intra_op_threads=threads)
         for label, (manifest, name) in variants.items()
     }
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lat = result["latency_max"]
-    fp32 = lat["fp32"]["median_ms"]
     bins = list(next(iter(result["accuracy"].values()))["per_lux_bin_map50"]) \
         if result["accuracy"] else []
-    head = ("| variant | recipe | ms/frame (median) | fps | x fp32 | detect() ms | mAP@0.5 | "
-            + " | ".join(bins) + " | worst drop | guard | bar (>=2x and guard) |")
-    rows = [head, "|" + "---|" * (10 + len(bins))]
-    for name, entry in result["variants"].items():
-        acc = result["accuracy"].get(name, {})
-        speed = fp32 / lat[name]["median_ms"]
-        m = acc.get("map50")
-        per_bin = [f"{acc['per_lux_bin_map50'][b]:.4f}" if acc else "" for b in bins]
-        drop = acc.get("worst_drop")
-        guard = acc.get("within_guard")
-        bar = "" if name == "fp32" or guard is None else (
-            "MET" if speed >= SPEEDUP_BAR and guard else "missed")
-        rows.append(
-            f"| {name} | {entry['recipe']} | {lat[name]['median_ms']:.2f} | {lat[name]['fps']:.1f} "
-            f"| {speed:.2f} | {result['detect_ms'].get(name, float('nan')):.2f} | "
-            f"{'' if m is None else f'{m:.4f}'} | " + " | ".join(per_bin) + " | "
-            f"{'' if drop is None else f'{drop:+.4f}'} | "
-            f"{'' if guard is None else ('pass' if guard else 'FAIL')} | {bar} |")
-    reps = result["latency_max_repeats"]
-    rows += ["", "x fp32 per independent repeat (profile max): " + "; ".join(
-        f"{n} " + "/".join(f"{r[n]['speedup_vs_fp32']:.2f}" for r in reps)
-        for n in reps[0] if n != "fp32")]
+    rows = []
+    for threads, timing in result["by_threads"].items():
+        lat = timing["latency"]
+        fp32 = lat["fp32"]["median_ms"]
+        rows += [f"{threads} intra-op thread(s), profile max:", "",
+                 "| variant | recipe | ms/frame (median) | fps | x fp32 | detect() ms | mAP@0.5 | "
+                 + " | ".join(bins) + " | worst drop | guard | bar (>=2x and guard) |",
+                 "|" + "---|" * (10 + len(bins))]
+        for name, entry in result["variants"].items():
+            acc = result["accuracy"].get(name, {})
+            speed = fp32 / lat[name]["median_ms"]
+            m = acc.get("map50")
+            per_bin = [f"{acc['per_lux_bin_map50'][b]:.4f}" if acc else "" for b in bins]
+            drop = acc.get("worst_drop")
+            guard = acc.get("within_guard")
+            bar = "" if name == "fp32" or guard is None else (
+                "MET" if speed >= SPEEDUP_BAR and guard else "missed")
+            rows.append(
+                f"| {name} | {entry['recipe']} | {lat[name]['median_ms']:.2f} "
+                f"| {lat[name]['fps']:.1f} | {speed:.2f} "
+                f"| {timing['detect_ms'].get(name, float('nan')):.2f} | "
+                f"{'' if m is None else f'{m:.4f}'} | " + " | ".join(per_bin) + " | "
+                f"{'' if drop is None else f'{drop:+.4f}'} | "
+                f"{'' if guard is None else ('pass' if guard else 'FAIL')} | {bar} |")
+        reps = timing["repeats"]
+        rows += ["", "x fp32 per independent repeat: " + "; ".join(
+            f"{n} " + "/".join(f"{r[n]['speedup_vs_fp32']:.2f}" for r in reps)
+            for n in reps[0] if n != "fp32"), ""]
+    if result["stream_throughput"]:
+        rows += [f"{result['streams']} concurrent 1-thread streams, profile max:", "",
+                 "| variant | frames/s (median) | x fp32 | rounds |", "|---|---|---|---|"]
+        rows += [f"| {n} | {v['fps_median']:.1f} | {v['x_fp32']:.2f} | "
+                 f"{' / '.join(f'{r:.1f}' for r in v['fps_rounds'])} |"
+                 for n, v in result["stream_throughput"].items()]
+        rows.append("")
+    rows.append(f"Per fusion profile, {result['profile_threads']} thread(s):")
     prof = result["latency_by_profile"]
-    rows += ["", "| variant | " + " | ".join(f"{p} ms" for p in PROFILES) + " |",
+    rows += ["", "| variant | " + " | ".join(f"{p} ms (activation MB)" for p in PROFILES) + " |",
              "|---|" + "---|" * len(PROFILES)]
     for name in next(iter(prof.values())):
         rows.append(f"| {name} | " + " | ".join(
-            f"{prof[p][name]['median_ms']:.2f}" for p in PROFILES) + " |")
+            f"{prof[p][name]['median_ms']:.2f} ({prof[p][name]['activation_mb']:.1f})"
+            for p in PROFILES) + " |")
     return "\n".join(rows)
 
 
@@ -171,7 +255,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="also build int8 variants with these nodes float (default: /model/stem;"
                    " pass '' to skip)")
     p.add_argument("--eval-count", type=int, default=800, help="test frames (0: skip mAP)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                   help="intra-op thread counts to time (each one a full latency table; the "
+                   "profile table and mAP use the last)")
+    p.add_argument("--streams", type=int, default=2,
+                   help="also measure this many concurrent 1-thread streams (0/1: skip)")
+    p.add_argument("--stream-seconds", type=float, default=4.0,
+                   help="seconds per variant per round of the stream measurement")
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--repeat", type=int, default=3,
@@ -202,48 +292,51 @@ def main(argv: list[str] | None = None) -> int:
     image = next(iter_split("test", 1)).image
     tensor = Letterbox(tuple(manifest["base_model"]["input_hw"]))(rgb_view(image))[0].copy()
 
-    logging.info("latency at profile max: %s", ", ".join(variants))
-    engines = engines_for(variants, "max", args.threads)
-    pooled: dict[str, list[float]] = {n: [] for n in variants}
-    repeats = []
-    for _ in range(args.repeat):  # independent repeats show how much the machine drifts
-        times = round_robin_times(engines, tensor, runs=args.runs, warmup=args.warmup)
-        rep = stats(times)
-        repeats.append({n: {"median_ms": v["median_ms"],
-                            "speedup_vs_fp32": round(rep["fp32"]["median_ms"] / v["median_ms"], 3)}
-                        for n, v in rep.items()})
-        for n, t in times.items():
-            pooled[n] += t
-    latency_max = stats(pooled)
-    for e in engines.values():
-        e.release()
-    detect_ms = detect_latency(variants, image, threads=args.threads, runs=args.runs,
-                               warmup=args.warmup)
+    by_threads = {}
+    for threads in args.threads:
+        logging.info("latency at profile max, %d intra-op thread(s): %s", threads,
+                     ", ".join(variants))
+        by_threads[str(threads)] = latency_at_max(variants, tensor, image, threads, args)
+
+    streams: dict[str, Any] = {}
+    if args.streams > 1:
+        logging.info("throughput of %d concurrent single-threaded streams", args.streams)
+        streams = stream_throughput(variants, tensor, streams=args.streams,
+                                    seconds=args.stream_seconds)
 
     # Every (variant, profile) pair in one round-robin, so profiles are compared in the
     # same minutes of a shared machine.
+    threads = args.threads[-1]
     per_profile = [n for n in ("fp32", "int8-ort", "int8-trt") if n in variants]
     logging.info("latency per fusion profile: %s x %s", ", ".join(per_profile),
                  ", ".join(PROFILES))
     engines = {}
     for profile in PROFILES:
         for label, engine in engines_for({n: variants[n] for n in per_profile}, profile,
-                                         args.threads).items():
+                                         threads).items():
             engines[f"{label}@{profile}"] = engine
     prof_stats = stats(round_robin_times(engines, tensor, runs=args.runs, warmup=args.warmup))
     for e in engines.values():
         e.release()
     by_profile = {profile: {n: prof_stats[f"{n}@{profile}"] for n in per_profile}
                   for profile in PROFILES}
+    # Activation bytes come from ONNX Runtime's profiler (a few runs; its overhead would
+    # distort the latencies above, so those are timed without it).
+    for name in per_profile:
+        m, n = variants[name]
+        for report in onnxruntime_report(variant_path(m, n), tensor, PROFILES, runs=3,
+                                         threads=threads):
+            by_profile[report.profile][name]["activation_mb"] = round(
+                report.activation_bytes / 1e6, 1)
 
     accuracy: dict[str, Any] = {}
     if args.eval_count:
         samples = list(iter_split("test", args.eval_count))
-        evaluated = {id(manifest): evaluate_variants(manifest["_path"], threads=args.threads,
+        evaluated = {id(manifest): evaluate_variants(manifest["_path"], threads=threads,
                                                      samples=samples)}
         reference = evaluated[id(manifest)]["variants"]["fp32"]["evaluation"]
         if extra is not None:
-            evaluated[id(extra)] = evaluate_variants(extra["_path"], threads=args.threads,
+            evaluated[id(extra)] = evaluate_variants(extra["_path"], threads=threads,
                                                      samples=samples, reference=reference)
         accuracy = {label: evaluated[id(m)]["variants"][n]["evaluation"]
                     for label, (m, n) in variants.items()}
@@ -268,12 +361,11 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_bar": SPEEDUP_BAR,
         "variants": {n: {k: v[k] for k in ("file", "sha256", "precision", "recipe")}
                      for n, v in recipes.items()},
-        "latency_max": latency_max,
-        "speedup_vs_fp32": {n: round(latency_max["fp32"]["median_ms"] / v["median_ms"], 3)
-                            for n, v in latency_max.items()},
-        "latency_max_repeats": repeats,
-        "detect_ms": detect_ms,
+        "by_threads": by_threads,
+        "streams": args.streams,
+        "stream_throughput": streams,
         "latency_by_profile": by_profile,
+        "profile_threads": threads,
         "accuracy": accuracy,
         "wall_s": round(time.perf_counter() - t_start, 1),
     }

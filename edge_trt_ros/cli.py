@@ -25,6 +25,7 @@ def _register_info(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from edge_trt_ros.engines.fusion_report import register_cli as register_inspect
     from edge_trt_ros.evaluation import register_cli as register_evaluate
     from edge_trt_ros.power.cli import register_cli as register_power
     from edge_trt_ros.variants.cli import register_cli as register_variants
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-trt", description=__doc__)
     parser.add_argument("--version", action="version", version=f"edge-trt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for register in (_register_info, register_evaluate, register_power, register_variants):
+    for register in (_register_info, register_evaluate, register_power, register_variants,
+                     register_inspect):
         register(sub)
     return parser
 

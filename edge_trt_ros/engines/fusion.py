@@ -30,6 +30,7 @@ there, or before any measurement, from the hardware profile's memory bandwidth).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 PROFILES: tuple[str, ...] = ("max", "balanced", "conservative", "none")
@@ -88,9 +89,22 @@ def fusion_settings(profile: str) -> FusionSettings:
         ) from None
 
 
-def ort_graph_optimization(profile: str) -> str:
-    """The ``graph_optimization`` argument of OnnxRuntimeEngine for a fusion profile."""
-    return fusion_settings(profile).ort_graph_optimization
+def resolve_fusion_profile(
+    requested: str,
+    hardware_default: str,
+    measured_latency_ms: Mapping[str, float] | None = None,
+) -> tuple[str, str]:
+    """(profile, why): ``auto`` becomes the profile measured fastest on this device, or,
+    before any measurement, the hardware profile's default (set from its memory bandwidth)."""
+    if requested != AUTO:
+        return fusion_settings(requested).profile, "requested"
+    measured = {p: ms for p, ms in (measured_latency_ms or {}).items() if p in FUSION_PROFILES}
+    if measured:
+        best = min(measured, key=measured.__getitem__)
+        return best, f"auto: fastest measured on this device ({measured[best]:.2f} ms)"
+    return fusion_settings(hardware_default).profile, (
+        "auto: no measurement on this device yet; the hardware profile's default "
+        f"({hardware_default}, chosen from its memory bandwidth)")
 
 
 def markdown_table() -> str:
