@@ -540,9 +540,9 @@ def make_cuda(world: World, *, available: bool = True,
         return result
 
     class Stream:
-        def __init__(self) -> None:
+        def __init__(self, device: int = 0) -> None:
             self.handle = world.handle()
-            world.record("Stream", self.handle)
+            world.record("Stream", self.handle, device)
 
         def synchronize(self) -> None:
             world.record("synchronize", self.handle)
@@ -551,11 +551,11 @@ def make_cuda(world: World, *, available: bool = True,
             world.record("Stream.close", self.handle)
 
     class DeviceBuffer:
-        def __init__(self, nbytes: int) -> None:
+        def __init__(self, nbytes: int, device: int = 0) -> None:
             self.ptr, self.nbytes = world.handle(), nbytes
             world.memory[self.ptr] = bytearray(nbytes)
             world.allocations += 1
-            world.record("DeviceBuffer", nbytes)
+            world.record("DeviceBuffer", nbytes, device)
 
         def close(self) -> None:
             world.memory.pop(self.ptr, None)
@@ -587,6 +587,7 @@ def make_cuda(world: World, *, available: bool = True,
     mod.check = check
     mod.cuda_available = lambda: available
     mod.device_identity = lambda index=0: identity
+    mod.use_device = lambda index=0: world.record("use_device", index)
     mod.Stream, mod.DeviceBuffer, mod.PinnedBuffer = Stream, DeviceBuffer, PinnedBuffer
     mod.copy_htod_async, mod.copy_dtoh_async = copy_htod_async, copy_dtoh_async
     return mod

@@ -174,6 +174,9 @@ def test_auto_resolves_to_the_fastest_measured_else_the_hardware_default() -> No
       "Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format."},
      16 * 64 * 28 * 28),
     ({"Dimensions": [1, 8], "Format/Datatype": "Half"}, 16),
+    # HWC8: channels padded to a multiple of 8.
+    ({"Dimensions": [1, 3, 4, 4],
+      "Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}, 8 * 4 * 4 * 2),
     ({"Dimensions": [-1, 128, 14, 14], "Format/Datatype": "N/A due to dynamic shapes"}, None),
     ({"Format/Datatype": "Float"}, None),
     ({"Dimensions": [1, 4], "Format/Datatype": "Some future type"}, None),

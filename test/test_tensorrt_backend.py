@@ -400,6 +400,8 @@ def test_release_frees_everything_once(world: World, models: dict[str, Path],
     assert len(world.named("PinnedBuffer.close")) == 2 and len(world.named("Stream.close")) == 1
     with pytest.raises(EngineError, match="released"):
         engine.infer(np.zeros((1, 3, 64, 96), np.float32))
+    with pytest.raises(EngineError, match="released"):
+        _ = engine.stream
 
 
 def test_engine_layers_show_fused_onnx_nodes(world: World, models: dict[str, Path],
@@ -448,8 +450,8 @@ def test_default_stream_is_refused(world: World, models: dict[str, Path],
     real_stream = cuda.Stream
 
     class DefaultStream(real_stream):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            super().__init__()
+        def __init__(self, device: int = 0) -> None:
+            super().__init__(device)
             self.handle = 0
 
     cuda.Stream = DefaultStream
@@ -468,3 +470,25 @@ def test_load_tensorrt_tells_stubs_from_the_library(tmp_path: Path,
         load_tensorrt("trt_stubs_only_pkg")
     with pytest.raises(EngineError, match="not installed"):
         load_tensorrt("no_such_tensorrt_module")
+
+
+def test_engine_lives_on_the_requested_gpu(world: World, models: dict[str, Path],
+                                           tmp_path: Path) -> None:
+    trt, cuda = make_tensorrt(world), make_cuda(world)
+    config = TrtBuildConfig.for_variant("fp32", "max")
+    load_engine(models["fp32"], config, tmp_path, trt_module=trt, cuda=cuda, device_index=1)
+    names = world.names()
+    assert ("use_device", 1) in world.calls
+    assert names.index("use_device") < names.index("deserialize_cuda_engine")
+    assert [c[2] for c in world.named("Stream")] == [1]
+    buffers = world.named("DeviceBuffer")
+    assert buffers and all(c[2] == 1 for c in buffers)
+
+
+def test_logger_keeps_a_bounded_tail(world: World) -> None:
+    trt = make_tensorrt(world)
+    logger = tensorrt_build.make_logger(trt)
+    for i in range(3 * tensorrt_build.LOGGER_KEEPS):
+        logger.log(trt.ILogger.Severity.ERROR, f"error {i}")
+    assert len(logger.errors) == tensorrt_build.LOGGER_KEEPS
+    assert logger.errors[-1] == f"error {3 * tensorrt_build.LOGGER_KEEPS - 1}"

@@ -10,7 +10,7 @@ deserializes or runs a plan, so it works where only the builder works: TensorRT-
 sm_90) and even without a GPU.
 
     python tools/check_trt_build.py results/variants_cpu --module tensorrt_rtx_bindings \\
-        --profiles max,conservative --out results/trt_build_check.json
+        --profiles max,conservative --out results/bench/trt_build_check.json
 
 SOURCE: a variant manifest (variants.json), a directory holding one, a directory of *.onnx
 files, or one .onnx file. From a manifest, only variants listed for the tensorrt backend are
@@ -67,18 +67,19 @@ def variant_files(source: Path, names: list[str] | None,
             if not names and not all_variants and "tensorrt" not in entry.get("backends", []):
                 continue
             rows.append({"variant": name, "file": variant_path(manifest, name),
-                         "precision": entry["precision"], "recipe": entry.get("recipe", "")})
+                         "precision": entry["precision"], "recipe": entry.get("recipe", ""),
+                         "calibration": entry.get("calibration_key") or ""})
         return rows
     files = sorted(source.glob("*.onnx")) if source.is_dir() else [source]
-    return [{"variant": f.stem, "file": f, "precision": _precision_of(f), "recipe": ""}
-            for f in files if not names or f.stem in names]
+    return [{"variant": f.stem, "file": f, "precision": _precision_of(f), "recipe": "",
+             "calibration": ""} for f in files if not names or f.stem in names]
 
 
 def check_one(trt_module: Any, row: dict[str, Any], profile: str,
               args: argparse.Namespace) -> dict[str, Any]:
     config = TrtBuildConfig.for_variant(
         row["precision"], profile, workspace_bytes=args.workspace_mib << 20,
-        timing_cache_path=args.timing_cache)
+        timing_cache_path=args.timing_cache, calibration_sha256=row["calibration"])
     result: dict[str, Any] = {
         "variant": row["variant"], "file": str(row["file"]), "recipe": row["recipe"],
         "sha256": sha256_file(row["file"]), "precision": row["precision"], "profile": profile,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import tempfile
 from collections import Counter
@@ -362,12 +363,13 @@ _TRT_DTYPE_BYTES: tuple[tuple[str, int], ...] = (
     ("int8", 1), ("fp8", 1), ("int32", 4), ("int64", 8), ("bool", 1),
 )
 _TRT_VECTOR_WIDTH = {"two": 2, "four": 4, "eight": 8, "sixteen": 16, "thirty-two": 32}
+_TRT_CHANNEL_ALIGN = re.compile(r"channel % (\d+) == 0")
 
 
 def inspector_tensor_bytes(tensor: dict[str, Any]) -> int | None:
     """Bytes of one tensor in the engine inspector's detailed JSON, or None when the entry
     does not say (dynamic shapes, unknown type). Channel-vectorized formats ("Thirty-two wide
-    channel vectorized ...") pad the channel dimension to the vector width."""
+    channel vectorized ...", "... where channel % 8 == 0") pad the channel dimension."""
     dims = tensor.get("Dimensions")
     text = str(tensor.get("Format/Datatype", "")).lower()
     size = next((n for token, n in _TRT_DTYPE_BYTES if token in text), None)
@@ -375,8 +377,9 @@ def inspector_tensor_bytes(tensor: dict[str, Any]) -> int | None:
             not isinstance(d, int) or d < 0 for d in dims):
         return None
     shape = list(dims)
-    width = next((w for word, w in _TRT_VECTOR_WIDTH.items() if text.startswith(word + " wide")),
-                 1)
+    aligned = _TRT_CHANNEL_ALIGN.search(text)
+    width = int(aligned.group(1)) if aligned else next(
+        (w for word, w in _TRT_VECTOR_WIDTH.items() if text.startswith(word + " wide")), 1)
     if width > 1 and len(shape) >= 2:
         shape[1] = -(-shape[1] // width) * width
     return int(np.prod(shape)) * size

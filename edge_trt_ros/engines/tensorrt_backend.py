@@ -98,14 +98,15 @@ class TensorRTEngine:
     """A deserialized plan with its execution context, stream and buffers (Engine protocol)."""
 
     def __init__(self, trt_module: TensorRTModule, engine: trt.ICudaEngine, *, cuda: ModuleType,
-                 info: EngineInfo, model_outputs: Sequence[str], keep_alive: Sequence[Any] = ()
-                 ) -> None:
+                 info: EngineInfo, model_outputs: Sequence[str], keep_alive: Sequence[Any] = (),
+                 device_index: int = 0) -> None:
         self._trt = trt_module
         self._cuda = cuda
         self._keep_alive = tuple(keep_alive)  # runtime + logger must outlive the engine
         self._engine: trt.ICudaEngine | None = engine
         self._info = info
-        self._stream = cuda.Stream()
+        self._device_index = device_index
+        self._stream = cuda.Stream(device=device_index)
         self._tensors: dict[str, _Tensor] = {}
         if not int(self._stream.handle):  # enqueue on the legacy default stream syncs the GPU
             self.release()
@@ -148,7 +149,7 @@ class TensorRTEngine:
             dtype = np.dtype(self._trt.nptype(engine.get_tensor_dtype(name)))
             nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             tensor = _Tensor(name, is_input, dtype, shape, batch_dynamic and is_input,
-                             self._cuda.DeviceBuffer(nbytes))
+                             self._cuda.DeviceBuffer(nbytes, device=self._device_index))
             self._tensors[name] = tensor
             if is_input or name in model_outputs:
                 tensor.host = self._cuda.PinnedBuffer(shape, dtype)
@@ -185,7 +186,10 @@ class TensorRTEngine:
     @property
     def stream(self) -> Any:
         """The engine's CUDA stream: enqueue GPU preprocessing here, before ``infer_device``."""
-        return self._stream
+        try:
+            return self._stream
+        except AttributeError:
+            raise EngineError("engine was released") from None
 
     @property
     def input_spec(self) -> tuple[str, tuple[int, ...], np.dtype[Any]]:
@@ -280,6 +284,7 @@ class TensorRTEngine:
         stream = self.__dict__.pop("_stream", None)
         if stream is not None:
             stream.close()
+        self._keep_alive = ()
 
 
 def make_layer_profiler(trt_module: TensorRTModule) -> Any:
@@ -366,6 +371,7 @@ def load_engine(
     if config.timing_cache_path is None:
         config = dataclasses.replace(config, timing_cache_path=str(cache.root / TIMING_CACHE_NAME))
     key = cache_key(path, config, trt_module, device)
+    cuda.use_device(device_index)  # the plan is deserialized onto the current device
     logger = make_logger(trt_module)
     runtime: trt.Runtime = trt_module.Runtime(logger)
     if config.dla_core >= 0:
@@ -397,4 +403,5 @@ def load_engine(
         settings={**config.cache_settings(), "plan": str(plan),
                   "cache": "built" if built else "hit"})
     return TensorRTEngine(trt_module, engine, cuda=cuda, info=info,
-                          model_outputs=_model_outputs(path), keep_alive=(runtime, logger))
+                          model_outputs=_model_outputs(path), keep_alive=(runtime, logger),
+                          device_index=device_index)

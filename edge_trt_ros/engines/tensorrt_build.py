@@ -67,6 +67,7 @@ TensorRTModule = ModuleType
 
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 MAX_OPTIMIZATION_LEVEL = 5
+LOGGER_KEEPS = 50  # last errors/warnings kept for error messages and build reports
 
 
 @dataclass(frozen=True)
@@ -279,10 +280,11 @@ def make_logger(trt_module: TensorRTModule) -> Any:
 
         def log(self, severity: Any, msg: str) -> None:
             level = levels.get(getattr(severity, "name", str(severity)), logging.INFO)
-            if level >= logging.ERROR:
-                self.errors.append(msg)
-            elif level == logging.WARNING:
-                self.warnings.append(msg)
+            kept = (self.errors if level >= logging.ERROR
+                    else self.warnings if level == logging.WARNING else None)
+            if kept is not None:  # the runtime's logger lives as long as the engine: bounded
+                kept.append(msg)
+                del kept[:-LOGGER_KEEPS]
             if trt_log.isEnabledFor(level):
                 trt_log.log(level, "TensorRT: %s", msg)
 

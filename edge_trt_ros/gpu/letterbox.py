@@ -5,12 +5,13 @@ normalising passes and then copies a 2.4 MB float tensor to the device. Here the
 frame goes to the device once and a single kernel writes the engine's input binding
 (float32 [1,3,H,W] or [1,H,W,3], RGB, 0..1, letterbox pad included).
 
-The result matches :class:`edge_trt_ros.vision.letterbox.Letterbox` bit for bit: same
-geometry (:func:`letterbox_geometry`), and OpenCV's INTER_LINEAR fixed-point arithmetic
-for uint8 (11-bit weights per axis) reproduced with sampling tables computed on the host
-exactly as OpenCV computes them. Models calibrated or validated on the CPU path see the
-same input on the GPU path. The kernel is compiled with NVRTC once per process and device;
-a frame costs one host-to-device copy and one launch, nothing is built per frame.
+The result matches :class:`edge_trt_ros.vision.letterbox.Letterbox` (bit for bit against
+OpenCV 5.0 in every case tested): same geometry (:func:`letterbox_geometry`), and OpenCV's
+INTER_LINEAR fixed-point arithmetic for uint8 (11-bit weights per axis) reproduced with
+sampling tables computed on the host exactly as OpenCV computes them. Models calibrated or
+validated on the CPU path see the same input on the GPU path. The kernel is compiled with
+NVRTC once per process and device; a frame costs one host-to-device copy and one launch,
+nothing is built per frame.
 """
 
 from __future__ import annotations
