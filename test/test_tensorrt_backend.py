@@ -388,6 +388,13 @@ def test_infer_device_binds_the_given_pointer_then_restores(
     assert np.all(out == 2.0 * 3 * 64 * 96)
     bound = [c[2] for c in world.named("set_tensor_address") if c[1] == "images"][-2:]
     assert bound == [preprocessed.ptr, own]
+    # Written straight into the engine's own binding: no rebinding per frame.
+    assert engine.input_device_ptr == own
+    world.memory[own][:] = np.full(3 * 64 * 96, 1.0, np.float32).tobytes()
+    calls = len(world.named("set_tensor_address"))
+    out = engine.infer_device(engine.input_device_ptr)[0]
+    assert np.all(out == 1.0 * 3 * 64 * 96)
+    assert len(world.named("set_tensor_address")) == calls
 
 
 def test_release_frees_everything_once(world: World, models: dict[str, Path],

@@ -225,11 +225,19 @@ class TensorRTEngine:
                                    self._input_bytes)
         return self._run()
 
+    @property
+    def input_device_ptr(self) -> int:
+        """The input binding's device address: GPU preprocessing that writes here (on
+        :attr:`stream`) runs with ``infer_device(engine.input_device_ptr)`` and no rebinding."""
+        return int(self._input.device.ptr)
+
     def infer_device(self, input_ptr: int, batch: int = 1) -> Sequence[np.ndarray]:
         """Run on an input already in device memory (GPU preprocessing) written on
         :attr:`stream` or synchronized before the call."""
         self._check_batch(batch)
         assert self._context is not None
+        if input_ptr == self._input.device.ptr:
+            return self._run()
         if not self._context.set_tensor_address(self._input.name, input_ptr):
             raise EngineError(f"TensorRT refused device address {input_ptr:#x} for the input")
         try:
