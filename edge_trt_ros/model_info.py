@@ -22,6 +22,10 @@ class ModelLayoutError(ValueError):
     """The model's inputs/outputs are not a layout this package decodes."""
 
 
+# Metadata key of a variant file's precision; fp16/int8 files carry it, the fp32 base does not.
+PRECISION_KEY = "edge_trt_ros.precision"
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     path: str
@@ -33,6 +37,11 @@ class ModelInfo:
     num_classes: int
     class_names: tuple[str, ...]
     metadata: dict[str, str]
+
+    @property
+    def precision(self) -> str:
+        """What a variant file holds (written by ``edge-trt variants``); fp32 otherwise."""
+        return self.metadata.get(PRECISION_KEY, "fp32")
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper
-from onnx_models import TINY_INPUT_HW, tiny_detector
+from onnx_models import TINY_INPUT_HW
 from tensorrt_standin import World, make_cuda, make_tensorrt
 
 from edge_trt_ros.cli import main as cli_main
@@ -30,11 +30,6 @@ from edge_trt_ros.engines.fusion_report import (
 )
 
 BLOCKS = ("/model/stem", "/model/b1", "/model/detect/cv")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_detector(tmp_path_factory.mktemp("tiny") / "tiny.onnx")
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,6 @@ import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
 from onnx_models import TINY_INPUT_HW as INPUT_HW
-from onnx_models import tiny_detector
 
 from edge_trt_ros.dataset import LUX_BINS, render_sample, split_lux, split_seeds
 from edge_trt_ros.engines.fusion import (
@@ -64,11 +63,6 @@ FP16_SCORE_ATOL, FP16_BOX_ATOL = 2e-3, 0.2
 INT8_SCORE_ATOL, INT8_BOX_ATOL, INT8_MIN_CORR = 0.03, 2.0, 0.99
 
 CALIB = CalibrationSpec(count=8, augment=AugmentSpec(seed=1))
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_detector(tmp_path_factory.mktemp("tiny") / "tiny.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +212,7 @@ def test_manifest_lists_every_file_with_its_hash(built: dict, tiny: Path) -> Non
         # Every variant describes itself like the base model (class names, input size).
         info = read_model_info(path)
         assert info.input_hw == INPUT_HW and info.num_classes == 4
+        assert info.precision == entry["precision"], name  # read back from the file itself
     assert built["variants"]["int8-ort"]["recipe"] == "qdq-u8s8-perchannel"
     assert built["variants"]["int8-trt"]["recipe"] == "qdq-s8s8-symmetric-perchannel"
     assert built["calibration"]["frames_per_lux_bin"] == {n: 2 for _, _, n in LUX_BINS}

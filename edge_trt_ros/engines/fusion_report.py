@@ -37,6 +37,7 @@ import onnx
 
 from edge_trt_ros.engines.fusion import PROFILES, fusion_settings
 from edge_trt_ros.files import write_atomic, write_json_atomic
+from edge_trt_ros.model_info import read_model_info
 
 _NAME_SUFFIX_SEPARATORS = ("/", "_nchwc")
 
@@ -112,11 +113,11 @@ def fusion_map(original: onnx.ModelProto, optimized: onnx.ModelProto) -> FusionM
     opt_nodes = list(optimized.graph.node)
     producer = {out: n.name for n in opt_nodes for out in n.output if out}
     constants = {i.name for i in optimized.graph.initializer}
-    by_prefix = sorted(((n.name, n.name) for n in opt_nodes if n.name), key=lambda t: t[0])
+    opt_names = sorted(n.name for n in opt_nodes if n.name)
 
     def named_after(candidates: Sequence[str]) -> str | None:
         for cand in candidates:
-            for opt_name, _ in by_prefix:
+            for opt_name in opt_names:
                 if cand and _stands_for(opt_name, cand):
                     return opt_name
         return None
@@ -275,7 +276,8 @@ def markdown(model: str, reports: Sequence[ProfileReport], top: int = 5) -> str:
         patterns = fusion_patterns(r)
         lines += [f"- fused: {p} x{n}" for p, n in patterns.items()] or ["- fused: nothing"]
         if r.inserted:
-            kinds = Counter(n.op_type for n in r.nodes if n.name in set(r.inserted))
+            inserted = set(r.inserted)
+            kinds = Counter(n.op_type for n in r.nodes if n.name in inserted)
             lines.append(f"- inserted: {len(r.inserted)} nodes "
                          f"({', '.join(f'{k} x{v}' for k, v in kinds.items()) or 'not run'})")
         lines.append("- slowest nodes: " + "; ".join(
@@ -286,7 +288,6 @@ def markdown(model: str, reports: Sequence[ProfileReport], top: int = 5) -> str:
 def sample_input(model_path: str | os.PathLike[str]) -> np.ndarray:
     """A letterboxed test-split frame at the model's input size: what the runtime feeds."""
     from edge_trt_ros.dataset import render_sample, split_lux, split_seeds
-    from edge_trt_ros.model_info import read_model_info
     from edge_trt_ros.vision.image import rgb_view
     from edge_trt_ros.vision.letterbox import Letterbox
 
@@ -324,12 +325,6 @@ def register_cli(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _precision_of(model: Path) -> str:
-    meta = {m.key: m.value for m in onnx.load(str(model), load_external_data=False)
-            .metadata_props}
-    return meta.get("edge_trt_ros.precision", "fp32")
-
-
 def run(args: argparse.Namespace) -> int:
     profiles = args.profile or list(PROFILES)
     tensor = sample_input(args.model)
@@ -337,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
     doc: dict[str, Any] = {"model": str(args.model), "backend": args.backend,
                            "runs": args.runs}
     if args.backend == "tensorrt":
-        precision = args.precision or _precision_of(args.model)
+        precision = args.precision or read_model_info(args.model).precision
         trt_reports = tensorrt_report(args.model, tensor, profiles, precision=precision,
                                       cache_dir=args.cache_dir, runs=args.runs)
         doc |= {"precision": precision, "profiles": [asdict(r) for r in trt_reports]}

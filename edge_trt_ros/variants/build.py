@@ -19,7 +19,7 @@ from typing import Any
 import onnx
 
 from edge_trt_ros.files import copy_atomic, save_model_atomic, sha256_file
-from edge_trt_ros.model_info import read_model_info
+from edge_trt_ros.model_info import PRECISION_KEY, read_model_info
 from edge_trt_ros.variants import fp16, int8, nodes
 from edge_trt_ros.variants.calibration import CalibrationSpec, calibrate
 from edge_trt_ros.variants.manifest import (
@@ -87,7 +87,7 @@ def build_variants(
     if "fp16" in include:
         dst = out / f"{stem}.fp16.onnx"
         model16 = fp16.convert_fp16(base)
-        int8.set_metadata(model16, {**meta, "edge_trt_ros.precision": "fp16",
+        int8.set_metadata(model16, {**meta, PRECISION_KEY: "fp16",
                                     "edge_trt_ros.recipe": fp16.RECIPE})
         save_model_atomic(model16, dst)
         entry("fp16", dst, "fp16", fp16.RECIPE, None, ["tensorrt", "onnxruntime"])

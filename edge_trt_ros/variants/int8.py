@@ -38,6 +38,7 @@ import onnx
 from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
 from edge_trt_ros.files import save_model_atomic
+from edge_trt_ros.model_info import PRECISION_KEY
 from edge_trt_ros.variants.calibration import METHODS, CalibrationResult
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def quantize_int8(
             calibration_cache_path=str(calibration.ranges_path),
         )
         model = onnx.load(str(out))
-    set_metadata(model, {**(metadata or {}), "edge_trt_ros.precision": "int8",
+    set_metadata(model, {**(metadata or {}), PRECISION_KEY: "int8",
                          "edge_trt_ros.recipe": recipe.name,
                          "edge_trt_ros.calibration": calibration.key})
     log.info("int8 %s -> %s (%d nodes kept float)", recipe.name, dst, len(float_nodes))
