@@ -41,8 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edge_trt_ros.choices import FUSION_PROFILES  # noqa: E402
 from edge_trt_ros.dataset import iter_split  # noqa: E402
-from edge_trt_ros.engines.fusion import PROFILES  # noqa: E402
 from edge_trt_ros.engines.fusion_report import onnxruntime_report  # noqa: E402
 from edge_trt_ros.engines.onnxruntime_backend import OnnxRuntimeEngine  # noqa: E402
 from edge_trt_ros.variants.augment import AugmentSpec  # noqa: E402
@@ -234,12 +234,13 @@ def markdown(result: dict[str, Any]) -> str:
         rows.append("")
     rows.append(f"Per fusion profile, {result['profile_threads']} thread(s):")
     prof = result["latency_by_profile"]
-    rows += ["", "| variant | " + " | ".join(f"{p} ms (activation MB)" for p in PROFILES) + " |",
-             "|---|" + "---|" * len(PROFILES)]
+    rows += ["", "| variant | "
+             + " | ".join(f"{p} ms (activation MB)" for p in FUSION_PROFILES) + " |",
+             "|---|" + "---|" * len(FUSION_PROFILES)]
     for name in next(iter(prof.values())):
         rows.append(f"| {name} | " + " | ".join(
             f"{prof[p][name]['median_ms']:.2f} ({prof[p][name]['activation_mb']:.1f})"
-            for p in PROFILES) + " |")
+            for p in FUSION_PROFILES) + " |")
     return "\n".join(rows)
 
 
@@ -309,9 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads[-1]
     per_profile = [n for n in ("fp32", "int8-ort", "int8-trt") if n in variants]
     logging.info("latency per fusion profile: %s x %s", ", ".join(per_profile),
-                 ", ".join(PROFILES))
+                 ", ".join(FUSION_PROFILES))
     engines = {}
-    for profile in PROFILES:
+    for profile in FUSION_PROFILES:
         for label, engine in engines_for({n: variants[n] for n in per_profile}, profile,
                                          threads).items():
             engines[f"{label}@{profile}"] = engine
@@ -319,12 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     for e in engines.values():
         e.release()
     by_profile = {profile: {n: prof_stats[f"{n}@{profile}"] for n in per_profile}
-                  for profile in PROFILES}
+                  for profile in FUSION_PROFILES}
     # Activation bytes come from ONNX Runtime's profiler (a few runs; its overhead would
     # distort the latencies above, so those are timed without it).
     for name in per_profile:
         m, n = variants[name]
-        for report in onnxruntime_report(variant_path(m, n), tensor, PROFILES, runs=3,
+        for report in onnxruntime_report(variant_path(m, n), tensor, FUSION_PROFILES, runs=3,
                                          threads=threads):
             by_profile[report.profile][name]["activation_mb"] = round(
                 report.activation_bytes / 1e6, 1)

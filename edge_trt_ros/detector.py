@@ -28,10 +28,6 @@ class FrameTiming:
     inference_ms: float
     decode_ms: float
 
-    @property
-    def total_ms(self) -> float:
-        return self.preprocess_ms + self.inference_ms + self.decode_ms
-
 
 class Detector:
     """Runs one engine on camera frames; thresholds can change between frames."""

@@ -7,16 +7,19 @@ evaluate only the images of that bin, which is what the accuracy guard compares.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_trt_ros.dataset import LUX_BINS, Sample, lux_bin
+from edge_trt_ros.vision.decode import DecodeParams
+
+# COCO practice: score every box down to 0.001, keep up to 300 per image, so the precision-
+# recall curve is complete (the node's live thresholds would truncate it).
+EVAL_DECODE = DecodeParams(confidence_threshold=0.001, nms_iou_threshold=0.6,
+                           max_detections=300)
 
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 Predictor = Callable[[np.ndarray], Prediction]
@@ -141,49 +144,3 @@ def format_table(result: dict[str, Any]) -> str:
         rows.append(f"| lux `{name}` ({lo:g}–{min(hi, 100_000):g}) | {r['images']} img. | "
                     f"{cell(r['map50'])} | {cell(r['map50_95'])} |")
     return "\n".join(rows)
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``edge-trt evaluate MODEL`` to the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "evaluate",
-        help="COCO mAP of a model on a synthetic split (overall, per class, per lux bin)",
-        description="Runs the fp32 ONNX Runtime detector on a rendered split and scores it "
-        "with faster-coco-eval.",
-    )
-    p.add_argument("model", type=Path, help="ONNX model (YOLOv5/v8 layout)")
-    p.add_argument("--split", default="test", choices=["train", "val", "calib", "test"])
-    p.add_argument("--count", type=int, default=None, help="frames (default: split size)")
-    p.add_argument("--out", type=Path, default=None, help="write the result JSON here")
-    p.add_argument("--confidence", type=float, default=0.001)
-    p.add_argument("--nms-iou", type=float, default=0.6)
-    p.add_argument("--max-detections", type=int, default=300)
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from edge_trt_ros.dataset import iter_split
-    from edge_trt_ros.detector import Detector
-
-    det = Detector.from_model(
-        args.model, confidence_threshold=args.confidence, nms_iou_threshold=args.nms_iou,
-        max_detections=args.max_detections, intra_op_threads=args.threads,
-    )
-
-    def predict(image: np.ndarray) -> Prediction:
-        d = det.detect(image)
-        return d.boxes, d.scores, d.class_ids
-
-    t0 = time.perf_counter()
-    result = evaluate(predict, iter_split(args.split, args.count), det.class_names)
-    result.update(model=str(args.model), split=args.split, confidence=args.confidence,
-                  nms_iou=args.nms_iou, max_detections=args.max_detections,
-                  wall_s=round(time.perf_counter() - t0, 1))
-    print(format_table(result))
-    print(f"{result['images']} images, {result['wall_s']} s "
-          f"(predict {result['predict_ms_mean']:.1f} ms/frame)")
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.out}")
-    return 0

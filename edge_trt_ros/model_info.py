@@ -13,13 +13,11 @@ from pathlib import Path
 
 import onnx
 
+from edge_trt_ros.errors import ModelLayoutError
 from edge_trt_ros.vision.decode import LAYOUTS
 
 DEFAULT_IMGSZ = 640  # Ultralytics' default when a dynamic model carries no imgsz
 
-
-class ModelLayoutError(ValueError):
-    """The model's inputs/outputs are not a layout this package decodes."""
 
 
 # Metadata key of a variant file's precision; fp16/int8 files carry it, the fp32 base does not.

@@ -32,4 +32,3 @@ def find_resource(relative: str) -> Path:
 
 
 DEFAULT_MODEL = "models/defect_yolo.onnx"
-DEFAULT_PARAMS = "config/detector.yaml"

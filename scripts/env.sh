@@ -2,7 +2,7 @@
 # shellcheck shell=bash
 _etr_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [ ! -f "$_etr_root/.ros_ws/install/setup.bash" ] || [ ! -f "$_etr_root/.ros_ws/venv_path" ]; then
-  echo "edge_trt_ros: not bootstrapped yet, run: make bootstrap" >&2
+  echo "edge_trt_ros: not bootstrapped yet, run: scripts/bootstrap.sh" >&2
   return 1 2>/dev/null || exit 1
 fi
 _etr_venv=$(cat "$_etr_root/.ros_ws/venv_path")

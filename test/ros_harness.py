@@ -16,6 +16,10 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from edge_trt_ros.power.reading import PowerSensor
+from edge_trt_ros.power.select import open_power_sensor
+from edge_trt_ros.power.sysfs import system_root
+
 
 def image_msg(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: str,
               pad: int = 0) -> Image:
@@ -56,6 +60,15 @@ def set_parameters(node: Node, target: str, **values: Any) -> list[Any]:
     return list(future.result().results)
 
 
+def machine_power_sensor() -> PowerSensor:
+    """The sensor a node on this machine picks with ``hardware_profile: auto`` (tests compare
+    the node's claims with it, so they hold on a robot with INA3221, RAPL or NVML too)."""
+    sensor, _ = open_power_sensor("auto", system_root())
+    current = sensor.current
+    sensor.close()
+    return current
+
+
 def stop(process: subprocess.Popen[bytes], log: Path | None = None) -> str:
     """SIGINT like Ctrl-C, then wait; returns the process log for assertion messages."""
     if process.poll() is None:
@@ -68,4 +81,4 @@ def stop(process: subprocess.Popen[bytes], log: Path | None = None) -> str:
     return log.read_text() if log and log.exists() else ""
 
 
-__all__ = ["image_msg", "set_parameters", "spin_until", "stop"]
+__all__ = ["image_msg", "machine_power_sensor", "set_parameters", "spin_until", "stop"]

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import onnx
 
+from edge_trt_ros.errors import CudaError
+
 PLAN_MAGIC = b"STANDIN-TRT-PLAN\n"
 
 _OP_LAYER_TYPES = {
@@ -529,12 +531,7 @@ def _serialize(network: Any, config: Any, version: str) -> bytes:
 def make_cuda(world: World, *, available: bool = True,
               identity: str = "Stand-in GPU (sm_87)") -> types.ModuleType:
     """A stand-in for :mod:`edge_trt_ros.gpu.runtime` with the same names, on host memory."""
-    from edge_trt_ros.engines.base import EngineError
-
     mod: Any = types.ModuleType("edge_trt_ros.gpu.runtime")
-
-    class CudaError(EngineError):
-        pass
 
     def check(result: Any) -> Any:
         return result

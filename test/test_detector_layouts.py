@@ -16,7 +16,8 @@ import pytest
 from onnx_models import constant_output_model, names_metadata
 
 from edge_trt_ros.detector import Detector
-from edge_trt_ros.model_info import ModelLayoutError, read_model_info
+from edge_trt_ros.errors import ModelLayoutError
+from edge_trt_ros.model_info import read_model_info
 
 INPUT_HW = (320, 320)
 CAMERA = np.zeros((480, 640, 3), np.uint8)  # letterboxed at scale 0.5, 40 px pad top/bottom

@@ -10,6 +10,7 @@ import itertools
 import math
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from edge_trt_ros.msg import EfficiencyStatus
 from onnx_models import constant_output_model, names_metadata, yolov8_output
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
-from ros_harness import image_msg, set_parameters, spin_until, stop
+from ros_harness import image_msg, machine_power_sensor, set_parameters, spin_until, stop
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
@@ -36,7 +37,8 @@ _stamps = itertools.count(1_700_000_000_000_000_000, 1_000_000)
 class Probe:
     """The test's side of the wire: publishes frames, collects what the detector says."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: Path) -> None:
+        self.log = log
         self.node = Node("probe")
         self.image_pub = self.node.create_publisher(Image, CAMERA, 10)
         self.detections: dict[int, Detection2DArray] = {}
@@ -80,7 +82,7 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probe]:
         process = start_detector(CAMERA, extra_params={"model_path": str(model)},
                                  stdout=out, stderr=subprocess.STDOUT)
     rclpy.init()
-    p = Probe()
+    p = Probe(log)
     try:
         ready = spin_until(p.node, lambda: p.image_pub.get_subscription_count() > 0, 30.0)
         assert ready, f"detector never subscribed to {CAMERA}:\n{stop(process, log)}"
@@ -198,16 +200,28 @@ def test_efficiency_carries_energy_figures_labelled_with_their_source(probe: Pro
     status = spin_until(probe.node, lambda: next(
         (s for s in reversed(probe.efficiency) if s.energy_per_frame_mj > 0), None), 5.0)
     assert status is not None, f"no energy per frame: {probe.efficiency[-1:]}"
-    # this machine has no power sensor: the figures must say they are an estimate
-    assert status.power_source == "estimate" and status.power_estimated
-    assert status.power_scope == "system_estimate"
+    expected = machine_power_sensor()  # what the node must find on this machine
+    assert status.power_source == expected.name
+    assert status.power_scope == expected.scope
+    assert status.power_estimated == expected.estimated  # estimated exactly when no sensor
     assert status.power_w > 0 and status.fps_per_watt > 0
     # the constant-output model has no multiply-accumulates: TOPS/W is undefined, not 0
     assert math.isnan(status.effective_tops_per_watt)
     power = next(s for a in reversed(probe.diagnostics) for s in a.status
                  if s.name.endswith(": power"))
-    assert power.level == DiagnosticStatus.WARN and power.message.startswith("ESTIMATED")
-    assert "rapl" in power.message  # says why the more specific sensors were skipped
+    if expected.estimated:
+        assert power.level == DiagnosticStatus.WARN and power.message.startswith("ESTIMATED")
+        assert "rapl" in power.message  # says why the more specific sensors were skipped
+    else:
+        assert power.level == DiagnosticStatus.OK and "ESTIMATED" not in power.message
+
+
+def test_core_log_records_reach_the_node_log(probe: Probe) -> None:
+    """Records of the ROS-free core (here: the power sensor choice) appear in the node's log
+    with their severity, as `ros2 launch` and /rosout show them."""
+    text = probe.log.read_text()
+    assert "[INFO]" in text
+    assert "[detector]: [edge_trt_ros.power.select] hardware profile" in text
 
 
 def test_unknown_hardware_profile_stops_the_node_with_a_reason(tmp_path) -> None:  # type: ignore[no-untyped-def]

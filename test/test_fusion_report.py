@@ -17,8 +17,9 @@ from onnx import helper
 from onnx_models import TINY_INPUT_HW
 from tensorrt_standin import World, make_cuda, make_tensorrt
 
+from edge_trt_ros.choices import FUSION_PROFILES
 from edge_trt_ros.cli import main as cli_main
-from edge_trt_ros.engines.fusion import PROFILES, markdown_table, resolve_fusion_profile
+from edge_trt_ros.engines.fusion import markdown_table, resolve_fusion_profile
 from edge_trt_ros.engines.fusion_report import (
     ProfileReport,
     fusion_map,
@@ -35,7 +36,7 @@ BLOCKS = ("/model/stem", "/model/b1", "/model/detect/cv")
 @pytest.fixture(scope="module")
 def reports(tiny: Path) -> dict[str, ProfileReport]:
     x = np.random.default_rng(0).random((1, 3, *TINY_INPUT_HW), dtype=np.float32)
-    return {r.profile: r for r in onnxruntime_report(tiny, x, PROFILES, runs=3, threads=1)}
+    return {r.profile: r for r in onnxruntime_report(tiny, x, FUSION_PROFILES, runs=3, threads=1)}
 
 
 def _tensor_bytes(model: onnx.ModelProto) -> dict[str, int]:

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_trt_ros.errors import CudaError
 from edge_trt_ros.gpu.letterbox import (
     _PARAMS,
     COEF_SCALE,
@@ -23,7 +24,6 @@ from edge_trt_ros.gpu.letterbox import (
     row_taps,
 )
 from edge_trt_ros.gpu.runtime import (
-    CudaError,
     DeviceBuffer,
     PinnedBuffer,
     Stream,

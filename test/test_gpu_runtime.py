@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_trt_ros.engines.base import EngineError
+from edge_trt_ros.errors import CudaError, EngineError
 from edge_trt_ros.gpu import runtime
 from edge_trt_ros.gpu.runtime import (
-    CudaError,
     DeviceBuffer,
     Event,
     PinnedBuffer,

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from edge_trt_ros.vision.image import ENCODINGS, ImageFormatError, image_view
+from edge_trt_ros.errors import ImageFormatError
+from edge_trt_ros.vision.image import ENCODINGS, image_view
 
 RNG = np.random.default_rng(0)
 

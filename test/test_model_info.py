@@ -7,7 +7,8 @@ import pytest
 from onnx_models import constant_output_model, names_metadata
 
 from edge_trt_ros.detector import Detector
-from edge_trt_ros.model_info import ModelLayoutError, parse_names, read_model_info
+from edge_trt_ros.errors import ModelLayoutError
+from edge_trt_ros.model_info import parse_names, read_model_info
 
 
 def test_parse_names_accepts_ultralytics_dict_and_list() -> None:

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
+from edge_trt_ros.errors import SensorError
 from edge_trt_ros.power.energy import EnergyMeter, efficiency, measure_idle
-from edge_trt_ros.power.reading import PowerReading, SensorError
+from edge_trt_ros.power.reading import PowerReading
 from edge_trt_ros.power.sampler import PowerSampler
 
 

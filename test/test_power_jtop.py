@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from edge_trt_ros.errors import SensorError
 from edge_trt_ros.power.jtop_sensor import JtopSensor, parse_jtop_power, probe_jtop
-from edge_trt_ros.power.reading import Scope, SensorError
+from edge_trt_ros.power.reading import Scope
 from edge_trt_ros.power.select import FallbackSensor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "power"

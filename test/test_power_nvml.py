@@ -14,9 +14,10 @@ import time
 
 import pytest
 
+from edge_trt_ros.errors import SensorError
 from edge_trt_ros.power.energy import EnergyMeter
 from edge_trt_ros.power.nvml import NvmlSensor, probe_nvml
-from edge_trt_ros.power.reading import Scope, SensorError
+from edge_trt_ros.power.reading import Scope
 from edge_trt_ros.power.thermal import read_thermal
 
 
@@ -39,7 +40,7 @@ def test_nvml_reads_power_and_energy() -> None:
         if sensor.has_counter:
             assert r1.energy_j is not None and r2.energy_j is not None
             assert r2.energy_j >= r1.energy_j
-        th = read_thermal("/", sensor._nvml, sensor.handle)
+        th = read_thermal("/", sensor)
         assert th.gpu_celsius is not None and 0.0 < th.gpu_celsius < 120.0
         print(f"\n{sensor.source}: {r2.watts:.1f} W, GPU {th.gpu_celsius:.0f} C, {th.reasons}")
     finally:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from edge_trt_ros.choices import FUSION_PROFILES
 from edge_trt_ros.power.profiles import (
-    FUSION_PROFILES,
     hardware_profiles_dir,
     load_profiles,
     resolve_profile,

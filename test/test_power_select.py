@@ -11,9 +11,10 @@ import pytest
 from test_power_jtop import FakeJtop
 from test_power_sysfs import make_rapl, orin_nx_tree
 
+from edge_trt_ros.errors import SensorError
 from edge_trt_ros.power.estimate import CpuUtilisation, EstimatedSensor, estimate_watts
 from edge_trt_ros.power.profiles import load_profiles
-from edge_trt_ros.power.reading import PowerReading, PowerSensor, SensorError
+from edge_trt_ros.power.reading import PowerReading, PowerSensor
 from edge_trt_ros.power.select import FallbackSensor, detect_sensors, open_power_sensor
 
 PROFILES = load_profiles()

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from edge_trt_ros.errors import SensorError
 from edge_trt_ros.power import ina3221 as ina_mod
 from edge_trt_ros.power.ina3221 import find_ina3221_devices, probe_ina3221
 from edge_trt_ros.power.rapl import probe_rapl, wrap_delta
-from edge_trt_ros.power.reading import Scope, SensorError
+from edge_trt_ros.power.reading import Scope
 from edge_trt_ros.power.thermal import read_thermal, read_thermal_zones
 
 I2C_BUS = "sys/devices/platform/bus@0/c240000.i2c/i2c-1"

@@ -7,15 +7,14 @@ decode regression, a dataset change that shifts the test split, or a bad retrain
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import onnx
 import pytest
 
+from edge_trt_ros.cli import main as cli_main
 from edge_trt_ros.dataset import CLASS_NAMES, LUX_BINS
-from edge_trt_ros.evaluation import register_cli
 from edge_trt_ros.model_info import parse_names, read_model_info
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "defect_yolo.onnx"
@@ -70,12 +69,9 @@ def test_batchnorm_is_kept_unfused(model: onnx.ModelProto) -> None:
 
 def test_accuracy_on_test_subset_stays_above_floor(tmp_path: Path) -> None:
     """The same code path as `edge-trt evaluate MODEL --split test --count 96`."""
-    parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers())
     out = tmp_path / "eval.json"
-    args = parser.parse_args(["evaluate", str(MODEL), "--split", "test",
-                              "--count", str(SUBSET_FRAMES), "--out", str(out)])
-    assert args.func(args) == 0
+    assert cli_main(["evaluate", str(MODEL), "--split", "test",
+                     "--count", str(SUBSET_FRAMES), "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert (result["images"], result["instances"]) == (SUBSET_FRAMES, 193)
     assert result["overall"]["map50"] >= FLOOR_MAP50, result["overall"]

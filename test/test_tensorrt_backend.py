@@ -22,10 +22,10 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_models import tiny_detector
 from tensorrt_standin import World, make_cuda, make_tensorrt
 
+from edge_trt_ros.choices import FUSION_PROFILES
 from edge_trt_ros.engines import tensorrt_build
-from edge_trt_ros.engines.base import EngineError
 from edge_trt_ros.engines.cache import EngineCache
-from edge_trt_ros.engines.fusion import FUSION_PROFILES, PROFILES
+from edge_trt_ros.engines.fusion import SETTINGS
 from edge_trt_ros.engines.tensorrt_backend import (
     TIMING_CACHE_NAME,
     TensorRTEngine,
@@ -35,11 +35,11 @@ from edge_trt_ros.engines.tensorrt_backend import (
 )
 from edge_trt_ros.engines.tensorrt_build import (
     TrtBuildConfig,
-    TrtBuildError,
     build_serialized,
     detect_features,
     load_tensorrt,
 )
+from edge_trt_ros.errors import EngineError, TrtBuildError
 
 # The tiny detector's BatchNorm outputs and activation outputs (SiLU Muls, lone Sigmoids).
 TINY_BN = {"/model/stem/bn", "/model/b1/bn", "/model/detect/cv/bn"}
@@ -104,9 +104,9 @@ def _build(world: World, model: Path, profile: str = "max", flavour: str = "10",
     return build_serialized(trt, model, config)
 
 
-@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("profile", FUSION_PROFILES)
 def test_config_follows_the_fusion_table(profile: str) -> None:
-    table = FUSION_PROFILES[profile]
+    table = SETTINGS[profile]
     config = TrtBuildConfig.for_variant("fp16", profile)
     assert config.builder_optimization_level == table.trt_builder_optimization_level
     assert (config.mark_batchnorm, config.mark_activation) == (
@@ -118,12 +118,12 @@ def test_config_follows_the_fusion_table(profile: str) -> None:
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
-@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("profile", FUSION_PROFILES)
 def test_build_settings_per_precision_and_profile(world: World, models: dict[str, Path],
                                                   precision: str, profile: str) -> None:
     model = models["int8" if precision == "int8" else "fp32"]
     outcome = _build(world, model, profile, precision=precision)
-    opt = FUSION_PROFILES[profile].trt_builder_optimization_level
+    opt = SETTINGS[profile].trt_builder_optimization_level
     assert ("config.set", "builder_optimization_level", opt) in world.calls
     marked = {c[1] for c in world.named("mark_output")}
     if profile in ("max", "balanced"):

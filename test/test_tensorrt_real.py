@@ -68,7 +68,8 @@ def trt() -> tuple[ModuleType, ModuleType]:
 
 def _variants() -> list[tuple[str, Path, str]]:
     """(name, file, precision): the shipped fp32 model plus manifest variants for TensorRT."""
-    from edge_trt_ros.variants.manifest import ManifestError, load_manifest, variant_path
+    from edge_trt_ros.errors import ManifestError
+    from edge_trt_ros.variants.manifest import load_manifest, variant_path
 
     rows = [("shipped-fp32", MODEL, "fp32")]
     env = os.environ.get("EDGE_TRT_VARIANTS")

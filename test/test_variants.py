@@ -18,7 +18,6 @@ Measured when written: fp16 3e-4 / 0.05 px; int8 <= 0.009 / 1.1 px, r >= 0.9996.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -28,13 +27,10 @@ import pytest
 from onnx import TensorProto, numpy_helper
 from onnx_models import TINY_INPUT_HW as INPUT_HW
 
+from edge_trt_ros.choices import FUSION_PROFILES
+from edge_trt_ros.cli import main as cli_main
 from edge_trt_ros.dataset import LUX_BINS, render_sample, split_lux, split_seeds
-from edge_trt_ros.engines.fusion import (
-    FUSION_PROFILES,
-    PROFILES,
-    fusion_settings,
-    markdown_table,
-)
+from edge_trt_ros.engines.fusion import SETTINGS, fusion_settings, markdown_table
 from edge_trt_ros.engines.onnxruntime_backend import GRAPH_OPTIMIZATION, OnnxRuntimeEngine
 from edge_trt_ros.files import sha256_file
 from edge_trt_ros.model_info import read_model_info
@@ -49,7 +45,6 @@ from edge_trt_ros.variants.calibration import (
     calibration_key,
     calibration_runs,
 )
-from edge_trt_ros.variants.cli import register_cli
 from edge_trt_ros.variants.fp16 import convert_fp16
 from edge_trt_ros.variants.int8 import prepare_for_quantization
 from edge_trt_ros.variants.manifest import load_manifest, variant_path, verify
@@ -99,13 +94,13 @@ def _initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
 # --- fusion table ---------------------------------------------------------------------
 
 def test_fusion_table_maps_every_profile_to_both_backends() -> None:
-    assert PROFILES == ("max", "balanced", "conservative", "none")
-    levels = {p: fusion_settings(p).ort_graph_optimization for p in PROFILES}
+    assert FUSION_PROFILES == ("max", "balanced", "conservative", "none")
+    levels = {p: fusion_settings(p).ort_graph_optimization for p in FUSION_PROFILES}
     assert levels == {"max": "all", "balanced": "extended", "conservative": "basic",
                       "none": "none"}
     assert set(levels.values()) <= set(GRAPH_OPTIMIZATION)
-    assert [FUSION_PROFILES[p].trt_builder_optimization_level for p in PROFILES] == [5, 3, 1, 0]
-    assert [FUSION_PROFILES[p].materialises_boundaries for p in PROFILES] == [
+    assert [SETTINGS[p].trt_builder_optimization_level for p in FUSION_PROFILES] == [5, 3, 1, 0]
+    assert [SETTINGS[p].materialises_boundaries for p in FUSION_PROFILES] == [
         False, False, True, True]
     assert "| conservative | ORT_ENABLE_BASIC | 1 | BatchNorm + activation |" in markdown_table()
     with pytest.raises(ValueError, match="resolved per device"):
@@ -337,7 +332,7 @@ def test_node_selection_on_the_tiny_graph(tiny: Path) -> None:
         nodes.head_nodes(model, "/model.22")
 
 
-@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("profile", FUSION_PROFILES)
 def test_every_precision_runs_on_ort_and_agrees_with_fp32(
     built: dict, frame: np.ndarray, profile: str
 ) -> None:
@@ -358,7 +353,7 @@ def test_every_precision_runs_on_ort_and_agrees_with_fp32(
 # --- CLI --------------------------------------------------------------------------------
 
 def test_cli_defaults_match_the_library() -> None:
-    from edge_trt_ros.variants import cli
+    from edge_trt_ros.cli import variants as cli
 
     assert set(cli.CALIB_METHODS) == set(calib_mod.METHODS)
     assert CalibrationSpec.count == cli.DEFAULT_CALIB_COUNT
@@ -369,13 +364,10 @@ def test_cli_defaults_match_the_library() -> None:
 def test_cli_builds_and_evaluates(
     tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    parser = argparse.ArgumentParser(prog="edge-trt")
-    register_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args([
+    assert cli_main([
         "variants", str(tiny), "--out", str(tmp_path / "v"), "--calib-count", "4",
         "--no-augment", "--evaluate", "--eval-count", "4", "--threads", "1",
-    ])
-    assert args.func(args) == 0
+    ]) == 0
     manifest = json.loads((tmp_path / "v" / "variants.json").read_text())
     assert manifest["calibration"]["spec"]["augment"] is None
     assert manifest["evaluation"]["how"]["frames"] == 4

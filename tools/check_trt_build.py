@@ -29,15 +29,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from edge_trt_ros.engines.base import EngineError  # noqa: E402
-from edge_trt_ros.engines.fusion import PROFILES  # noqa: E402
+from edge_trt_ros.choices import FUSION_PROFILES  # noqa: E402
 from edge_trt_ros.engines.tensorrt_build import (  # noqa: E402
     TrtBuildConfig,
-    TrtBuildError,
     build_serialized,
     detect_features,
     load_tensorrt,
 )
+from edge_trt_ros.errors import EngineError, TrtBuildError  # noqa: E402
 from edge_trt_ros.files import sha256_file, write_json_atomic  # noqa: E402
 from edge_trt_ros.variants.manifest import MANIFEST_NAME, load_manifest, variant_path  # noqa: E402
 
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module", default="tensorrt",
                         help="TensorRT-family Python module (tensorrt, tensorrt_rtx_bindings)")
     parser.add_argument("--profiles", default="max,conservative",
-                        help=f"comma-separated fusion profiles ({', '.join(PROFILES)})")
+                        help=f"comma-separated fusion profiles ({', '.join(FUSION_PROFILES)})")
     parser.add_argument("--variants", default="", help="comma-separated variant names")
     parser.add_argument("--all-variants", action="store_true",
                         help="also build variants the manifest lists for onnxruntime only")
@@ -128,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("edge_trt_ros.engines.tensorrt.library").setLevel(logging.ERROR)
     profiles = [p for p in args.profiles.split(",") if p]
-    unknown = set(profiles) - set(PROFILES)
+    unknown = set(profiles) - set(FUSION_PROFILES)
     if unknown:
-        parser.error(f"unknown fusion profile(s) {sorted(unknown)}; use {', '.join(PROFILES)}")
+        parser.error(f"unknown fusion profile(s) {sorted(unknown)}; "
+                     f"use {', '.join(FUSION_PROFILES)}")
     out = args.out or (args.source if args.source.is_dir() else args.source.parent) / (
         f"trt_build_check.{args.module}.json")
 

@@ -9,10 +9,6 @@ from typing import Protocol
 import numpy as np
 
 
-class EngineError(RuntimeError):
-    """An engine could not be built, loaded or run; the message says what to do."""
-
-
 @dataclass(frozen=True)
 class EngineInfo:
     """What is running, for logs, diagnostics and ~/get_engine_info."""

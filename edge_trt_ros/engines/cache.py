@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from edge_trt_ros.errors import CacheCorrupt
 from edge_trt_ros.files import atomic_path, sha256_file, write_atomic
 
 log = logging.getLogger("edge_trt_ros.engines.cache")
@@ -67,9 +68,6 @@ class CacheKey:
     def digest(self) -> str:
         return hashlib.sha256(self.canonical().encode()).hexdigest()[:32]
 
-
-class CacheCorrupt(ValueError):
-    """The entry is truncated or its bytes do not match its recorded hash."""
 
 
 def _frame(payload: bytes) -> bytes:

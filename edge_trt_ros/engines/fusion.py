@@ -33,8 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-PROFILES: tuple[str, ...] = ("max", "balanced", "conservative", "none")
-AUTO = "auto"
+from edge_trt_ros.choices import AUTO, FUSION_PROFILES
 
 # What "activation" means when an ONNX graph's boundaries are materialised. SiLU appears in
 # ONNX as Sigmoid followed by Mul; the Mul of x and sigmoid(x) is the activation output.
@@ -62,7 +61,7 @@ class FusionSettings:
         return self.trt_mark_batchnorm_outputs or self.trt_mark_activation_outputs
 
 
-FUSION_PROFILES: dict[str, FusionSettings] = {
+SETTINGS: dict[str, FusionSettings] = {
     s.profile: s
     for s in (
         FusionSettings("max", "all", "ORT_ENABLE_ALL", 5, False, False,
@@ -80,12 +79,12 @@ FUSION_PROFILES: dict[str, FusionSettings] = {
 def fusion_settings(profile: str) -> FusionSettings:
     """Settings of a concrete profile; ``auto`` must be resolved to one first."""
     try:
-        return FUSION_PROFILES[profile]
+        return SETTINGS[profile]
     except KeyError:
         hint = (" ('auto' is resolved per device before the engine is built)"
                 if profile == AUTO else "")
         raise ValueError(
-            f"unknown fusion profile {profile!r}{hint}; use one of {', '.join(PROFILES)}"
+            f"unknown fusion profile {profile!r}{hint}; use one of {', '.join(FUSION_PROFILES)}"
         ) from None
 
 
@@ -98,7 +97,7 @@ def resolve_fusion_profile(
     before any measurement, the hardware profile's default (set from its memory bandwidth)."""
     if requested != AUTO:
         return fusion_settings(requested).profile, "requested"
-    measured = {p: ms for p, ms in (measured_latency_ms or {}).items() if p in FUSION_PROFILES}
+    measured = {p: ms for p, ms in (measured_latency_ms or {}).items() if p in SETTINGS}
     if measured:
         best = min(measured, key=measured.__getitem__)
         return best, f"auto: fastest measured on this device ({measured[best]:.2f} ms)"
@@ -113,7 +112,7 @@ def markdown_table() -> str:
         "| profile | ONNX Runtime level | TensorRT builder opt level | TensorRT marked outputs |",
         "|---|---|---|---|",
     ]
-    for s in FUSION_PROFILES.values():
+    for s in SETTINGS.values():
         marked = [n for n, on in (("BatchNorm", s.trt_mark_batchnorm_outputs),
                                   ("activation", s.trt_mark_activation_outputs)) if on]
         rows.append(f"| {s.profile} | {s.ort_level_name} | {s.trt_builder_optimization_level} "

@@ -20,7 +20,6 @@ Optimized nodes that stand for nothing were inserted (layout reorders).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -35,8 +34,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edge_trt_ros.engines.fusion import PROFILES, fusion_settings
-from edge_trt_ros.files import write_atomic, write_json_atomic
+from edge_trt_ros.choices import FUSION_PROFILES
+from edge_trt_ros.engines.fusion import fusion_settings, markdown_table
 from edge_trt_ros.model_info import read_model_info
 
 _NAME_SUFFIX_SEPARATORS = ("/", "_nchwc")
@@ -210,7 +209,7 @@ def _node_profiles(trace: Path, skip_runs: int) -> tuple[list[NodeProfile], list
 def onnxruntime_report(
     model_path: str | os.PathLike[str],
     tensor: np.ndarray,
-    profiles: Sequence[str] = PROFILES,
+    profiles: Sequence[str] = FUSION_PROFILES,
     *,
     runs: int = 20,
     warmup: int = 3,
@@ -282,6 +281,7 @@ def markdown(model: str, reports: Sequence[ProfileReport], top: int = 5) -> str:
                          f"({', '.join(f'{k} x{v}' for k, v in kinds.items()) or 'not run'})")
         lines.append("- slowest nodes: " + "; ".join(
             f"{n.name} ({n.op_type}) {n.mean_us / 1000:.2f} ms" for n in r.nodes[:top]))
+    lines += ["", "## What each profile sets", "", markdown_table()]
     return "\n".join(lines) + "\n"
 
 
@@ -296,59 +296,6 @@ def sample_input(model_path: str | os.PathLike[str]) -> np.ndarray:
     sample = render_sample(seed, lux=split_lux("test", seed))
     tensor, _ = Letterbox(info.input_hw, info.input_layout)(rgb_view(sample.image))
     return tensor
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``edge-trt inspect MODEL`` to the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "inspect",
-        help="fusion report: what each fusion profile fused, activation bytes, per-layer time",
-        description="Runs the model under each fusion profile and reports what was fused, the "
-        "activation bytes moved per inference and per-node/layer time. ONNX Runtime (CPU): "
-        "the graph it runs against the original, profiled. TensorRT (GPU): the engine "
-        "inspector's layers with their ONNX nodes, timed with an IProfiler. Writes JSON and "
-        "Markdown.",
-    )
-    p.add_argument("model", type=Path, help="ONNX model or variant file")
-    p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime")
-    p.add_argument("--profile", action="append", choices=PROFILES, default=None,
-                   help="fusion profile (repeatable; default: all)")
-    p.add_argument("--runs", type=int, default=20, help="profiled runs per profile")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
-                   help="TensorRT: what the file holds (default: from its metadata, else fp32)")
-    p.add_argument("--cache-dir", type=Path, default=Path("results") / "engines",
-                   help="TensorRT engine cache (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="JSON path (default: results/inspect/<model stem>.<backend>.json; "
-                   ".md beside it)")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    profiles = args.profile or list(PROFILES)
-    tensor = sample_input(args.model)
-    out = args.out or Path("results") / "inspect" / f"{args.model.stem}.{args.backend}.json"
-    doc: dict[str, Any] = {"model": str(args.model), "backend": args.backend,
-                           "runs": args.runs}
-    if args.backend == "tensorrt":
-        precision = args.precision or read_model_info(args.model).precision
-        trt_reports = tensorrt_report(args.model, tensor, profiles, precision=precision,
-                                      cache_dir=args.cache_dir, runs=args.runs)
-        doc |= {"precision": precision, "profiles": [asdict(r) for r in trt_reports]}
-        text = tensorrt_markdown(args.model.name, trt_reports)
-    else:
-        reports = onnxruntime_report(args.model, tensor, profiles, runs=args.runs,
-                                     threads=args.threads)
-        doc |= {"threads": args.threads,
-                "profiles": [r.summary() | {"nodes": [asdict(n) for n in r.nodes]}
-                             for r in reports]}
-        text = markdown(args.model.name, reports)
-    write_json_atomic(out, doc)
-    write_atomic(out.with_suffix(".md"), lambda p: p.write_text(text))
-    print(text)
-    print(f"wrote {out} and {out.with_suffix('.md')}")
-    return 0
 
 
 # --- TensorRT -------------------------------------------------------------------------------
@@ -399,7 +346,7 @@ class TrtProfileReport:
 def tensorrt_report(
     model_path: str | os.PathLike[str],
     tensor: np.ndarray,
-    profiles: Sequence[str] = PROFILES,
+    profiles: Sequence[str] = FUSION_PROFILES,
     *,
     precision: str,
     cache_dir: str | os.PathLike[str],

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edge_trt_ros.engines.base import EngineError, EngineInfo
+from edge_trt_ros.engines.base import EngineInfo
 from edge_trt_ros.engines.fusion import fusion_settings
+from edge_trt_ros.errors import EngineError
 from edge_trt_ros.files import sha256_file
 
 GRAPH_OPTIMIZATION = {

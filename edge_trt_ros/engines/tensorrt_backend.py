@@ -16,14 +16,14 @@ buffers, valid until the next call (copy them to keep them). Outputs marked by a
 ``conservative``/``none`` fusion profile stay on the device: they exist to force the
 boundary into memory, not to be read.
 
-The TensorRT module and the CUDA helpers (:mod:`edge_trt_ros.gpu.runtime`) are injected or
-imported lazily, so this module imports without either.
+The TensorRT module is injected or imported on first use, and the CUDA helpers
+(:mod:`edge_trt_ros.gpu.runtime`) load cuda-python on first use, so this module imports on a
+machine with neither; tests inject stand-ins for both.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import logging
 import re
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from edge_trt_ros.engines.base import EngineError, EngineInfo
+from edge_trt_ros.engines.base import EngineInfo
 from edge_trt_ros.engines.cache import CacheKey, EngineCache
 from edge_trt_ros.engines.tensorrt_build import (
     TensorRTModule,
@@ -48,6 +48,8 @@ from edge_trt_ros.engines.tensorrt_build import (
     load_tensorrt,
     make_logger,
 )
+from edge_trt_ros.errors import EngineError
+from edge_trt_ros.gpu import runtime as gpu_runtime
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -57,15 +59,6 @@ log = logging.getLogger("edge_trt_ros.engines.tensorrt")
 TIMING_CACHE_NAME = "tensorrt.timing.cache"
 _ONNX_LAYER = re.compile(r"\[ONNX Layer: ([^\]\x1e\x1f]+)\]")
 _NAME_SEPARATORS = re.compile(r" \+ |PWN\(|\(|\)|, |\x1e|\x1f")
-
-
-def cuda_runtime() -> ModuleType:
-    """The project's CUDA helpers, imported only when a TensorRT engine is made."""
-    try:
-        return importlib.import_module("edge_trt_ros.gpu.runtime")
-    except ImportError as exc:
-        raise EngineError(f"CUDA helpers unavailable ({exc}); install cuda-python "
-                          "(pip install cuda-python) or use backend:=onnxruntime") from exc
 
 
 def cache_key(model_path: str | Path, config: TrtBuildConfig, trt_module: TensorRTModule,
@@ -368,7 +361,7 @@ def load_engine(
     """
     path = Path(model_path)
     trt_module = trt_module or load_tensorrt()
-    cuda = cuda or cuda_runtime()
+    cuda = cuda or gpu_runtime
     if not cuda.cuda_available():
         raise EngineError("no CUDA device is visible: TensorRT needs an NVIDIA GPU (check the "
                           "driver and CUDA_VISIBLE_DEVICES), or use backend:=onnxruntime")

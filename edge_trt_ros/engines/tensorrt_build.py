@@ -47,13 +47,13 @@ from typing import TYPE_CHECKING, Any
 
 import onnx
 
-from edge_trt_ros.engines.base import EngineError
+from edge_trt_ros.choices import FUSION_PROFILES, PRECISIONS
 from edge_trt_ros.engines.fusion import (
     ACTIVATION_OP_TYPES,
     BATCHNORM_OP_TYPES,
-    PROFILES,
     fusion_settings,
 )
+from edge_trt_ros.errors import EngineError, TrtBuildError
 from edge_trt_ros.files import write_atomic
 
 if TYPE_CHECKING:  # the stubs (tensorrt-stubs) type-check calls on TensorRT objects
@@ -65,7 +65,6 @@ trt_log = logging.getLogger("edge_trt_ros.engines.tensorrt.library")
 # The injected TensorRT-family module: ``tensorrt``, ``tensorrt_rtx_bindings`` or a stand-in.
 TensorRTModule = ModuleType
 
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 MAX_OPTIMIZATION_LEVEL = 5
 LOGGER_KEEPS = 50  # last errors/warnings kept for error messages and build reports
 
@@ -99,9 +98,9 @@ class TrtBuildConfig:
         problems = []
         if self.precision not in PRECISIONS:
             problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.fusion_profile not in PROFILES:
+        if self.fusion_profile not in FUSION_PROFILES:
             problems.append(f"fusion profile {self.fusion_profile!r} is not one of "
-                            f"{', '.join(PROFILES)} ('auto' is resolved before building)")
+                            f"{', '.join(FUSION_PROFILES)} ('auto' is resolved before building)")
         if not 0 <= self.builder_optimization_level <= MAX_OPTIMIZATION_LEVEL:
             problems.append(f"builder_optimization_level {self.builder_optimization_level} "
                             f"is outside 0..{MAX_OPTIMIZATION_LEVEL}")
@@ -213,16 +212,6 @@ def dims_tuple(dims: trt.Dims) -> tuple[int, ...]:
 def backend_name(trt_module: TensorRTModule) -> str:
     return "tensorrt-rtx" if "rtx" in trt_module.__name__ else "tensorrt"
 
-
-class TrtBuildError(EngineError):
-    """A build refused by the parser or builder; keeps TensorRT's own messages."""
-
-    def __init__(self, message: str, *, stage: str, parser_errors: list[str] | None = None,
-                 builder_errors: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.stage = stage  # "parse" | "configure" | "build"
-        self.parser_errors = parser_errors or []
-        self.builder_errors = builder_errors or []
 
 
 @dataclass(frozen=True)

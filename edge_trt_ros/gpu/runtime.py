@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from edge_trt_ros.engines.base import EngineError
+from edge_trt_ros.errors import CudaError
 
 INSTALL_HINT = (
     "install cuda-python for the CUDA version of this machine's driver "
@@ -52,14 +52,6 @@ _HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 _DEFAULT_HINT = "run with CUDA_LAUNCH_BLOCKING=1 to find the call that caused it"
 
-
-class CudaError(EngineError):
-    """A CUDA runtime, driver or NVRTC call failed; ``name`` is the CUDA error name."""
-
-    def __init__(self, message: str, name: str = "", code: int | None = None) -> None:
-        super().__init__(message)
-        self.name = name
-        self.code = code
 
 
 def _import(current: str, legacy: str) -> ModuleType:

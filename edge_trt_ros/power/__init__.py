@@ -9,6 +9,7 @@ Typical use in the node::
     snap = meter.snapshot()  # watts, mJ/frame, FPS/W, TOPS/W, estimated, scope, source
 """
 
+from edge_trt_ros.errors import SensorError
 from edge_trt_ros.power.energy import EfficiencySnapshot, EnergyMeter, efficiency, measure_idle
 from edge_trt_ros.power.estimate import EstimatedSensor, estimate_watts
 from edge_trt_ros.power.profiles import (
@@ -18,7 +19,7 @@ from edge_trt_ros.power.profiles import (
     load_profiles,
     resolve_profile,
 )
-from edge_trt_ros.power.reading import PowerReading, PowerSensor, Scope, SensorError
+from edge_trt_ros.power.reading import PowerReading, PowerSensor, Scope
 from edge_trt_ros.power.sampler import PowerSampler
 from edge_trt_ros.power.select import Detection, FallbackSensor, detect_sensors, open_power_sensor
 from edge_trt_ros.power.thermal import ThermalStatus, read_thermal

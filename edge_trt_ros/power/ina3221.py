@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_trt_ros.power.reading import PowerReading, Scope, SensorError
+from edge_trt_ros.errors import SensorError
+from edge_trt_ros.power.reading import PowerReading, Scope
 from edge_trt_ros.power.sysfs import is_readable, read_int_or_raise, try_read_text, under
 
 log = logging.getLogger("edge_trt_ros.power.ina3221")

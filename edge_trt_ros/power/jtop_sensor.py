@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from edge_trt_ros.power.reading import PowerReading, Scope, SensorError
+from edge_trt_ros.errors import SensorError
+from edge_trt_ros.power.reading import PowerReading, Scope
 
 log = logging.getLogger("edge_trt_ros.power.jtop")
 

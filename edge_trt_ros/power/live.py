@@ -13,6 +13,7 @@ from edge_trt_ros.power.energy import EfficiencySnapshot, EnergyMeter
 from edge_trt_ros.power.nvml import NvmlSensor
 from edge_trt_ros.power.sampler import PowerSampler
 from edge_trt_ros.power.select import Detection, FallbackSensor, open_power_sensor
+from edge_trt_ros.power.sysfs import system_root
 from edge_trt_ros.power.thermal import ThermalStatus, read_thermal
 
 log = logging.getLogger("edge_trt_ros.power.live")
@@ -34,8 +35,9 @@ class LivePower:
         macs: int | None = None,
         window_s: float = 10.0,
         period_s: float = 0.05,
-        root: str = "/",
+        root: str | None = None,
     ) -> None:
+        root = root or system_root()
         self.sensor: FallbackSensor
         self.detection: Detection
         self.sensor, self.detection = open_power_sensor(hardware_profile, root)
@@ -67,11 +69,7 @@ class LivePower:
         self.meter.add_frames(1)
 
     def figures(self) -> LiveFigures:
-        thermal = read_thermal(
-            self._root,
-            getattr(self._nvml, "_nvml", None),
-            self._nvml.handle if self._nvml is not None else None,
-        )
+        thermal = read_thermal(self._root, self._nvml)
         return LiveFigures(self.meter.snapshot(), thermal, self.sensor.name)
 
     def close(self) -> None:

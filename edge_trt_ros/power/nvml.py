@@ -13,7 +13,8 @@ import logging
 import time
 from typing import Any
 
-from edge_trt_ros.power.reading import PowerReading, Scope, SensorError
+from edge_trt_ros.errors import SensorError
+from edge_trt_ros.power.reading import PowerReading, Scope
 
 log = logging.getLogger("edge_trt_ros.power.nvml")
 
@@ -113,6 +114,11 @@ class NvmlSensor:
     @property
     def handle(self) -> Any:
         return self._handle
+
+    @property
+    def library(self) -> Any:
+        """The pynvml module this sensor was opened with (for temperature/throttle queries)."""
+        return self._nvml
 
     def _shutdown(self) -> None:
         try:

@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
+from edge_trt_ros.choices import FUSION_PROFILES
 from edge_trt_ros.power.sysfs import try_read_text, under
 
 log = logging.getLogger("edge_trt_ros.power.profiles")
 
-FUSION_PROFILES = ("max", "balanced", "conservative", "none")
 ENV_DIR = "EDGE_TRT_HARDWARE_DIR"
 
 

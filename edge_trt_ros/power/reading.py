@@ -40,14 +40,11 @@ class PowerReading:
     rails: Mapping[str, float] = field(default_factory=dict)
 
 
-class SensorError(RuntimeError):
-    """A sensor could not produce a reading; the message says what to do about it."""
-
 
 @runtime_checkable
 class PowerSensor(Protocol):
     """A power source. ``read`` may raise :class:`SensorError`; callers that sit on the
-    inference path use :class:`~edge_trt_ros.power.fallback.FallbackSensor`, which never
+    inference path use :class:`~edge_trt_ros.power.select.FallbackSensor`, which never
     raises."""
 
     @property

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_trt_ros.errors import SensorError
 from edge_trt_ros.power.estimate import CpuUtilisation, EstimatedSensor
 from edge_trt_ros.power.ina3221 import probe_ina3221
 from edge_trt_ros.power.jtop_sensor import probe_jtop
 from edge_trt_ros.power.nvml import NvmlSensor, probe_nvml
 from edge_trt_ros.power.profiles import HardwareProfile, resolve_profile
 from edge_trt_ros.power.rapl import probe_rapl
-from edge_trt_ros.power.reading import PowerReading, PowerSensor, Scope, SensorError
+from edge_trt_ros.power.reading import PowerReading, PowerSensor, Scope
 from edge_trt_ros.power.sysfs import read_int, under
 
 log = logging.getLogger("edge_trt_ros.power.select")

@@ -5,7 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edge_trt_ros.power.reading import SensorError
+from edge_trt_ros.errors import SensorError
+
+# Where the power and thermal code looks for /sys and /proc when no root is passed: "/" on a
+# robot; a container that mounts the host's trees elsewhere, or a fixture tree standing in
+# for a machine with sensors (tools/fake_rapl.py), sets this.
+ROOT_ENV = "EDGE_TRT_SYSFS_ROOT"
+
+
+def system_root() -> str:
+    """The filesystem root of the sensors: ``$EDGE_TRT_SYSFS_ROOT``, else ``/``."""
+    return os.environ.get(ROOT_ENV) or "/"
 
 
 def under(root: Path | str, path: str) -> Path:

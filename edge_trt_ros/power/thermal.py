@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_trt_ros.power.nvml import NvmlSensor
 from edge_trt_ros.power.sysfs import read_int, try_read_text, under
 
 log = logging.getLogger("edge_trt_ros.power.thermal")
@@ -102,10 +103,9 @@ def nvml_thermal(nvml: Any, handle: Any) -> tuple[float | None, tuple[str, ...]]
     return temp, tuple(reasons)
 
 
-def read_thermal(
-    root: Path | str = "/", nvml: Any | None = None, nvml_handle: Any | None = None
-) -> ThermalStatus:
-    """Thermal zones plus (when given) NVML; never raises."""
+def read_thermal(root: Path | str = "/", gpu: NvmlSensor | None = None) -> ThermalStatus:
+    """Thermal zones plus (when given) the GPU's NVML temperature and throttling; never
+    raises."""
     try:
         zones = read_thermal_zones(root)
     except Exception as e:
@@ -113,8 +113,8 @@ def read_thermal(
         zones = []
     reasons = [f"{z.type}>={z.passive_trip_c:g}C" for z in zones if z.throttling]
     gpu_c = None
-    if nvml is not None and nvml_handle is not None:
-        gpu_c, nv_reasons = nvml_thermal(nvml, nvml_handle)
+    if gpu is not None:
+        gpu_c, nv_reasons = nvml_thermal(gpu.library, gpu.handle)
         reasons += [f"gpu:{r}" for r in nv_reasons]
     temps = [z.celsius for z in zones] + ([gpu_c] if gpu_c is not None else [])
     return ThermalStatus(

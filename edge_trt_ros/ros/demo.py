@@ -3,7 +3,7 @@
 Starts the camera and the detector as processes, exactly as a robot would run them
 (same executables, params file and remappings as detector.launch.py), watches their
 topics like any other AGV node would, prints one line a second and a summary, then stops
-both. ``make demo`` runs it after the bootstrap.
+both. ``scripts/demo.sh`` runs it after the bootstrap.
 """
 
 from __future__ import annotations

@@ -30,17 +30,16 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from edge_trt_ros.detector import Detector
-from edge_trt_ros.engines.base import EngineError
-from edge_trt_ros.frame_stats import FrameWindow
+from edge_trt_ros.errors import EngineError, ImageFormatError, ModelLayoutError
 from edge_trt_ros.macs import count_macs
-from edge_trt_ros.model_info import ModelLayoutError
 from edge_trt_ros.msg import EfficiencyStatus
 from edge_trt_ros.power.live import LivePower
 from edge_trt_ros.resources import DEFAULT_MODEL, find_resource
 from edge_trt_ros.ros.conversion import detections_msg, label_info_msg, view_of
 from edge_trt_ros.ros.diagnostics import power_status, thermal_status
+from edge_trt_ros.ros.log_bridge import bridge_core_logs, unbridge
 from edge_trt_ros.ros.parameters import check_choices, declare_all
-from edge_trt_ros.vision.image import ImageFormatError
+from edge_trt_ros.runtime.stats import FrameWindow
 
 LOG_THROTTLE_S = 5.0
 # What this build can run; the parameter callback refuses anything else with a reason.
@@ -63,6 +62,7 @@ class Counters:
 class DetectorNode(LifecycleNode):
     def __init__(self, node_name: str = "detector", **kwargs: object) -> None:
         super().__init__(node_name, **kwargs)  # type: ignore[arg-type]
+        self._log_bridge = bridge_core_logs(self.get_logger())
         declare_all(self)
         self.detector: Detector | None = None
         self.power: LivePower | None = None
@@ -347,6 +347,11 @@ class DetectorNode(LifecycleNode):
             if updates:
                 self.detector.update(**updates)
         return result
+
+
+    def destroy_node(self) -> None:
+        unbridge(self._log_bridge)
+        super().destroy_node()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,7 @@
-"""One definition of how the detector is started, shared by the launch file, the demo and
-the tests, so `ros2 launch` and a plain process start exactly the same node."""
+"""How the detector is started: the demo and the tests build its command line here, and
+launch/detector.launch.py spells the same names as literals (so it loads without importing
+the package); test_launch.py holds the two equal, so `ros2 launch` and a
+plain process start run the same node."""
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ def executable(name: str) -> str:
     """Path of an installed executable of this package (lib/edge_trt_ros/<name>)."""
     path = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / name
     if not os.access(path, os.X_OK):
-        raise FileNotFoundError(f"{path} is not installed: run `make bootstrap` (or colcon build)")
+        raise FileNotFoundError(f"{path} is not installed: run scripts/bootstrap.sh "
+                                "(on a robot: colcon build)")
     return str(path)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from edge_trt_ros.dataset import Sample, iter_split
 from edge_trt_ros.detector import Detector
 from edge_trt_ros.engines.onnxruntime_backend import OnnxRuntimeEngine
-from edge_trt_ros.evaluation import Prediction, evaluate
+from edge_trt_ros.evaluation import EVAL_DECODE, Prediction, evaluate
 from edge_trt_ros.model_info import read_model_info
 from edge_trt_ros.variants.manifest import (
     MAX_MAP50_DROP,
@@ -33,10 +33,6 @@ from edge_trt_ros.variants.manifest import (
 from edge_trt_ros.vision.decode import DecodeParams
 
 log = logging.getLogger(__name__)
-
-# The thresholds of `edge-trt evaluate`: low confidence, so mAP sees the whole PR curve.
-EVAL_DECODE = DecodeParams(confidence_threshold=0.001, nms_iou_threshold=0.6,
-                           max_detections=300)
 
 
 def variant_detector(

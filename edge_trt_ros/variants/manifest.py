@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edge_trt_ros.errors import ManifestError
 from edge_trt_ros.files import sha256_file, write_json_atomic
 
 SCHEMA = "edge_trt_ros.variants/1"
@@ -22,9 +23,6 @@ MANIFEST_NAME = "variants.json"
 # The issue's accuracy guard: mAP@0.5 may drop at most half a point, overall and per lux bin.
 MAX_MAP50_DROP = 0.005
 
-
-class ManifestError(ValueError):
-    """A manifest that is missing, malformed or does not match its files."""
 
 
 def now_iso() -> str:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_trt_ros.errors import ImageFormatError
+
 # encoding -> (channels, channel indices that give R, G, B)
 ENCODINGS: dict[str, tuple[int, tuple[int, int, int]]] = {
     "rgb8": (3, (0, 1, 2)),
@@ -18,9 +20,6 @@ ENCODINGS: dict[str, tuple[int, tuple[int, int, int]]] = {
 # Refuse absurd frames before touching them: 16k x 16k is far beyond any robot camera.
 MAX_SIDE = 16384
 
-
-class ImageFormatError(ValueError):
-    """A frame that cannot be interpreted; the reason is meant for a log line."""
 
 
 @dataclass(frozen=True)

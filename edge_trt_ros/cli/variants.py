@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,7 @@ DEFAULT_CALIB_METHOD = "percentile"
 DEFAULT_HEAD_PREFIX = "/model/detect"
 
 
-def register_cli(subparsers: Any) -> None:
-    """Add ``edge-trt variants`` to the CLI's subparsers."""
+def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "variants",
         help="write fp16 / int8 (TensorRT Q/DQ and ONNX Runtime u8s8) variants of a model",
@@ -58,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
     from edge_trt_ros.variants.evaluate import evaluate_variants
     from edge_trt_ros.variants.manifest import load_manifest
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = args.out or Path("results") / "variants" / args.model.stem
     spec = CalibrationSpec(count=args.calib_count, method=args.calib_method,
                            augment=None if args.no_augment else AugmentSpec())

@@ -8,7 +8,6 @@ temperatures.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from typing import Any
@@ -17,24 +16,20 @@ from edge_trt_ros.power.energy import EnergyMeter
 from edge_trt_ros.power.nvml import NvmlSensor
 from edge_trt_ros.power.sampler import PowerSampler
 from edge_trt_ros.power.select import open_power_sensor
+from edge_trt_ros.power.sysfs import ROOT_ENV, system_root
 from edge_trt_ros.power.thermal import read_thermal
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("power", help="show power sensors, hardware profile, readings")
     p.add_argument("--hardware-profile", default="auto", help="profile name or 'auto'")
     p.add_argument("--power-mode", default=None, help="nvpmodel mode for the estimate")
     p.add_argument("--seconds", type=float, default=3.0, help="how long to read")
     p.add_argument("--interval", type=float, default=0.5, help="seconds between lines")
-    p.add_argument("--root", default="/", help="filesystem root (for fake trees)")
+    p.add_argument("--root", default=system_root(),
+                   help=f"filesystem root of /sys and /proc (default: ${ROOT_ENV} or /)")
     p.add_argument("--no-jtop", action="store_true", help="do not try jetson-stats")
     p.add_argument("--no-nvml", action="store_true", help="do not try NVML")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add the ``power`` subcommand to the ``edge-trt`` CLI."""
-    p = subparsers.add_parser("power", help="show power sensors, hardware profile, readings")
-    add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -44,10 +39,6 @@ def _fmt(x: float | None, spec: str = ".2f") -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the check; returns a process exit code (0 even when only the estimate works)."""
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
     try:
         sensor, det = open_power_sensor(
             args.hardware_profile,
@@ -56,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
             use_jtop=not args.no_jtop,
             use_nvml=not args.no_nvml,
         )
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except ValueError as e:  # an unknown or malformed hardware profile: say which exist
+        print(f"edge-trt power: error: {e}", file=sys.stderr)
         return 2
     prof = det.profile
     out = sys.stdout
@@ -107,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     for t, frm, to, reason in sensor.events:
         print(f"  degraded at t={t - t0:.2f}s: {frm} -> {to}: {reason}", file=out)
     nv = next((s for s in det.sensors if isinstance(s, NvmlSensor)), None)
-    th = read_thermal(args.root, getattr(nv, "_nvml", None), nv.handle if nv else None)
+    th = read_thermal(args.root, nv)
     parts = [f"{z.type}={z.celsius:.1f}C" for z in th.zones]
     if th.gpu_celsius is not None:
         parts.append(f"gpu={th.gpu_celsius:.0f}C")
@@ -120,12 +111,3 @@ def run(args: argparse.Namespace) -> int:
     sensor.close()
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="edge-trt power", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
