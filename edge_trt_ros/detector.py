@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edge_trt_ros.engines.base import Engine
-from edge_trt_ros.engines.onnxruntime_backend import OnnxRuntimeEngine
+from edge_trt_ros.engines.registry import open_engine
+from edge_trt_ros.engines.spec import EngineSpec
 from edge_trt_ros.model_info import ModelInfo, read_model_info
 from edge_trt_ros.vision.decode import DECODERS, DecodeParams, Detections
 from edge_trt_ros.vision.image import ImageView, rgb_view
@@ -41,6 +42,19 @@ class Detector:
         self.last_timing = FrameTiming(0.0, 0.0, 0.0)
 
     @classmethod
+    def from_spec(
+        cls,
+        spec: EngineSpec,
+        decode: DecodeParams,
+        *,
+        class_names: list[str] | None = None,
+        output_layout: str = "auto",
+    ) -> Detector:
+        """The detector of one engine spec (opened through the engine registry)."""
+        info = read_model_info(spec.model_path, class_names, output_layout)
+        return cls(open_engine(spec), info, decode)
+
+    @classmethod
     def from_model(
         cls,
         model_path: str | os.PathLike[str],
@@ -52,11 +66,12 @@ class Detector:
         output_layout: str = "auto",
         intra_op_threads: int = 0,
     ) -> Detector:
-        """An fp32 ONNX Runtime detector on the CPU: the reference configuration."""
+        """ONNX Runtime on the CPU for the file as it is (its precision from its metadata)."""
         info = read_model_info(model_path, class_names, output_layout)
-        engine = OnnxRuntimeEngine(model_path, intra_op_threads=intra_op_threads)
+        spec = EngineSpec("onnxruntime", str(model_path), precision=info.precision,
+                          intra_op_threads=intra_op_threads)
         params = DecodeParams(confidence_threshold, nms_iou_threshold, max_detections)
-        return cls(engine, info, params)
+        return cls(open_engine(spec), info, params)
 
     @property
     def class_names(self) -> list[str]:

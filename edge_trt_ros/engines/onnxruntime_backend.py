@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 from edge_trt_ros.engines.base import EngineInfo
 from edge_trt_ros.engines.fusion import fusion_settings
+from edge_trt_ros.engines.spec import parse_device
 from edge_trt_ros.errors import EngineError
 from edge_trt_ros.files import sha256_file
 
@@ -36,7 +37,7 @@ class OnnxRuntimeEngine:
         precision: str = "fp32",
         fusion_profile: str = "max",
         intra_op_threads: int = 0,
-        providers: Sequence[str] | None = None,
+        device: str = "cpu",
         optimized_model_path: str | os.PathLike[str] | None = None,
         profile_prefix: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -54,16 +55,23 @@ class OnnxRuntimeEngine:
         if profile_prefix is not None:
             options.enable_profiling = True
             options.profile_file_prefix = str(profile_prefix)
-        chosen = list(providers or ["CPUExecutionProvider"])
+        kind, index = parse_device(device)
+        chosen = ["CPUExecutionProvider"]
+        provider_options: list[dict[str, str]] = [{}]
+        if kind == "cuda":
+            chosen.insert(0, "CUDAExecutionProvider")
+            provider_options.insert(0, {"device_id": str(index)})
         missing = [p for p in chosen if p not in ort.get_available_providers()]
         if missing:
             raise EngineError(
                 f"ONNX Runtime providers {missing} not available here "
-                f"(available: {ort.get_available_providers()})"
+                f"(available: {ort.get_available_providers()}); for {device} install "
+                "onnxruntime-gpu built for this machine's CUDA"
             )
         try:
             self._session = ort.InferenceSession(
-                str(model_path), sess_options=options, providers=chosen
+                str(model_path), sess_options=options, providers=chosen,
+                provider_options=provider_options,
             )
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types
             raise EngineError(f"ONNX Runtime cannot load {model_path}: {exc}") from exc
@@ -73,7 +81,7 @@ class OnnxRuntimeEngine:
             backend_version=ort.__version__,
             precision=precision,
             fusion_profile=fusion_profile,
-            device=chosen[0].removesuffix("ExecutionProvider").lower(),
+            device=device,
             model_path=str(Path(model_path)),
             engine_id=f"ort-{sha256_file(model_path)[:16]}-{level}-{intra_op_threads}",
             settings={

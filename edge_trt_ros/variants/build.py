@@ -46,8 +46,12 @@ def build_variants(
     cache_dir: str | os.PathLike[str] | None = None,
     include: tuple[str, ...] = ("fp32", "fp16", "int8"),
     float_prefixes: tuple[str, ...] = (),
+    copy_base: bool = True,
 ) -> Path:
     """Write the variants of ``model_path`` into ``out_dir``; returns the manifest path.
+
+    ``copy_base`` False records the fp32 base in place (a path relative to the manifest)
+    instead of copying it, for variant sets shipped beside their model.
 
     ``float_prefixes``: node-name prefixes kept float in every int8 variant, on top of the
     decode tail (and of the first conv and head when mixed), e.g. ``("/model/stem",)``
@@ -80,8 +84,10 @@ def build_variants(
 
     if "fp32" in include:
         dst = out / f"{stem}.fp32.onnx"
-        copy_atomic(src, dst)
-        entry("fp32", dst, "fp32", "base model (unchanged copy)", None,
+        if copy_base:
+            copy_atomic(src, dst)
+        entry("fp32", dst if copy_base else src, "fp32",
+              "base model (unchanged copy)" if copy_base else "base model (in place)", None,
               ["onnxruntime", "tensorrt"])
 
     if "fp16" in include:
@@ -121,7 +127,7 @@ def build_variants(
     manifest = {
         "schema": SCHEMA,
         "created": now_iso(),
-        "base_model": {"path": str(src.resolve()), "sha256": base_sha,
+        "base_model": {"path": os.path.relpath(src, out), "sha256": base_sha,
                        "input": info.input_name, "input_hw": list(info.input_hw),
                        "layout": info.input_layout, "output_layout": info.output_layout,
                        "class_names": list(info.class_names)},

@@ -19,9 +19,8 @@ import numpy as np
 
 from edge_trt_ros.dataset import Sample, iter_split
 from edge_trt_ros.detector import Detector
-from edge_trt_ros.engines.onnxruntime_backend import OnnxRuntimeEngine
+from edge_trt_ros.engines.spec import EngineSpec
 from edge_trt_ros.evaluation import EVAL_DECODE, Prediction, evaluate
-from edge_trt_ros.model_info import read_model_info
 from edge_trt_ros.variants.manifest import (
     MAX_MAP50_DROP,
     load_manifest,
@@ -37,13 +36,12 @@ log = logging.getLogger(__name__)
 
 def variant_detector(
     path: str | os.PathLike[str], precision: str, *, fusion_profile: str = "max",
-    threads: int = 2, params: DecodeParams = EVAL_DECODE,
+    threads: int = 2, params: DecodeParams = EVAL_DECODE, device: str = "cpu",
 ) -> Detector:
-    """A detector on ONNX Runtime (CPU) for one variant file and fusion profile."""
-    engine = OnnxRuntimeEngine(
-        path, precision=precision, fusion_profile=fusion_profile, intra_op_threads=threads,
-    )
-    return Detector(engine, read_model_info(path), params)
+    """A detector on ONNX Runtime (``cpu`` or ``cuda:N``) for one variant file and profile."""
+    spec = EngineSpec("onnxruntime", str(path), precision=precision,
+                      fusion_profile=fusion_profile, device=device, intra_op_threads=threads)
+    return Detector.from_spec(spec, params)
 
 
 def score(det: Detector, samples: Sequence[Sample]) -> dict[str, Any]:
@@ -78,6 +76,7 @@ def evaluate_variants(
     manifest_path: str | os.PathLike[str], *, count: int | None = None, threads: int = 2,
     fusion_profile: str = "max", names: Sequence[str] | None = None,
     samples: Sequence[Sample] | None = None, reference: dict[str, Any] | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Score every variant (fp32 first, as the reference) and save it into the manifest.
 
@@ -96,7 +95,7 @@ def evaluate_variants(
     for name in wanted:
         entry = manifest["variants"][name]
         det = variant_detector(variant_path(manifest, name), entry["precision"],
-                               fusion_profile=fusion_profile, threads=threads)
+                               fusion_profile=fusion_profile, threads=threads, device=device)
         try:
             t = time.perf_counter()
             summary = summarise(score(det, samples), reference)
@@ -111,7 +110,7 @@ def evaluate_variants(
     manifest["evaluation"] = {
         "measured": now_iso(),
         "how": {"split": "test", "frames": len(samples), "backend": "onnxruntime",
-                "provider": "CPUExecutionProvider", "fusion_profile": fusion_profile,
+                "device": device, "fusion_profile": fusion_profile,
                 "intra_op_threads": threads, "decode": asdict(EVAL_DECODE),
                 "metric": "COCO mAP@0.5 (faster-coco-eval), fp32 is the reference",
                 "guard_max_map50_drop": MAX_MAP50_DROP},
