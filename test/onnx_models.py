@@ -142,3 +142,37 @@ def tiny_detector(path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def fails_on_bright_frames_model(path: Path, outputs: dict[str, np.ndarray],
+                                 input_hw: tuple[int, int] = (320, 320),
+                                 metadata: dict[str, str] | None = None) -> Path:
+    """Like :func:`constant_output_model`, but ONNX Runtime fails at run time on a frame whose
+    brightest pixel is white: its max (1.0 after normalisation) indexes past a 1-element
+    Gather. A real engine fault, triggered by the input, for tests of failure handling."""
+    h, w = input_hw
+    nodes = [
+        helper.make_node("ReduceMax", ["images"], ["m"], keepdims=0),
+        helper.make_node("Cast", ["m"], ["i"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["one", "i"], ["g"], axis=0),
+        helper.make_node("Mul", ["g", "zero"], ["z"]),
+    ]
+    inits = [numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+             numpy_helper.from_array(np.ones(1, np.float32), "one")]
+    graph_outputs = []
+    for k, (name, value) in enumerate(outputs.items()):
+        inits.append(numpy_helper.from_array(value, f"c{k}"))
+        nodes.append(helper.make_node("Add", [f"c{k}", "z"], [name]))
+        graph_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT,
+                                                           list(value.shape)))
+    graph = helper.make_graph(
+        nodes, "fails_on_bright",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, h, w])],
+        graph_outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in (metadata or {}).items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -38,9 +38,13 @@ def register(subparsers: Any) -> None:
                    help="also write int8 variants with the first conv and the head in float")
     p.add_argument("--head-prefix", default=DEFAULT_HEAD_PREFIX,
                    help="node-name prefix of the detection head (default: %(default)s)")
-    p.add_argument("--keep-float", action="append", default=[], metavar="PREFIX",
-                   help="keep nodes whose names start with PREFIX float in every int8 "
-                   "variant (repeatable), e.g. /model/stem")
+    p.add_argument("--keep-float", action="append", default=[], metavar="[RECIPE:]PREFIX",
+                   help="keep nodes whose names start with PREFIX float in the int8 variants "
+                   "(repeatable), e.g. /model/stem; ort:/model/stem or trt:/model/stem for "
+                   "one recipe only")
+    p.add_argument("--base-in-place", action="store_true",
+                   help="record the fp32 model where it is instead of copying it into --out "
+                   "(for variant sets shipped beside their model)")
     p.add_argument("--evaluate", action="store_true",
                    help="measure mAP@0.5 of every variant on the test split and record it")
     p.add_argument("--eval-count", type=int, default=None,
@@ -61,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                            augment=None if args.no_augment else AugmentSpec())
     path = build_variants(args.model, out, calibration=spec, mixed=args.mixed,
                           head_prefix=args.head_prefix, cache_dir=args.cache_dir,
-                          float_prefixes=tuple(args.keep_float))
+                          float_prefixes=tuple(args.keep_float),
+                          copy_base=not args.base_in_place)
     manifest = load_manifest(path)
     if args.evaluate:
         manifest = evaluate_variants(path, count=args.eval_count, threads=args.threads)

@@ -7,19 +7,31 @@ problem, and the baseline that shows what fusion buys). The table is plain data,
 TensorRT backend, the fusion report and the docs read the same values without importing
 ``tensorrt`` or ``onnxruntime``.
 
-| profile      | ONNX Runtime graph level           | TensorRT builder | TensorRT marked outputs |
-|              |                                    | opt. level       | (materialised)          |
-|--------------|------------------------------------|------------------|-------------------------|
-| max          | ORT_ENABLE_ALL (``all``)           | 5                | none (free fusion)      |
-| balanced     | ORT_ENABLE_EXTENDED (``extended``) | 3                | none                    |
-| conservative | ORT_ENABLE_BASIC (``basic``)       | 1                | BatchNorm + activation  |
-| none         | ORT_DISABLE_ALL (``none``)         | 0                | BatchNorm + activation  |
+| profile      | ONNX Runtime graph level | ORT CUDA conv | TensorRT builder | TensorRT marked  |
+|              |                          | layout        | opt. level       | outputs          |
+|--------------|--------------------------|---------------|------------------|------------------|
+| max          | ORT_ENABLE_ALL           | NCHW          | 5                | none             |
+| balanced     | ORT_ENABLE_EXTENDED      | NCHW          | 3                | none             |
+| conservative | ORT_ENABLE_BASIC         | NCHW          | 1                | BatchNorm + act. |
+| none         | ORT_DISABLE_ALL          | NCHW          | 0                | BatchNorm + act. |
 
 What the ONNX Runtime levels do (CPU): ``basic`` folds constants, removes redundant nodes
 and folds BatchNorm/Mul/Add into Conv; ``extended`` adds fused kernels (Conv+activation,
 ``QuickGelu`` for x*sigmoid(x), QDQ groups -> QLinear ops); ``all`` adds the layout
 transforms (NCHWc blocked convolutions, NHWC for quantized convs). ``none`` runs the graph
 node by node, which for a Q/DQ model means dequantize -> float op -> quantize.
+
+ONNX Runtime on CUDA (device ``cuda:N``): the same graph levels. On CUDA ``all`` adds no
+CPU layout transform (NCHWc and the int8 NHWC rewrite are CPU-provider passes) and Q/DQ
+groups are not fused into int8 kernels (the QLinear fusions are CPU-provider passes too: a
+Q/DQ file runs as dequantize -> float kernel -> quantize). The CUDA provider's own layout
+knob (``prefer_nhwc``) stays off in every profile: on an H200 NHWC ran the shipped model
+slower in fp32 and fp16 and broke the int8 Q/DQ file (docs/results/gpu_ort.md), so
+``ort_cuda_layout`` is NCHW for all (the engine's ``cuda_layout`` overrides it to compare).
+``conservative`` keeps BASIC folding (constants, BatchNorm into Conv); ``none`` runs every
+node, its shape arithmetic on the CPU. A CUDA graph is captured where ONNX Runtime allows
+it (every node on the CUDA provider), whatever the profile: it removes launch overhead,
+not memory traffic.
 
 TensorRT: the builder optimisation level (0-5) bounds how many tactics and fusions it
 tries; marking a tensor as a network output forces it to be written to memory, which
@@ -55,6 +67,7 @@ class FusionSettings:
     trt_mark_batchnorm_outputs: bool
     trt_mark_activation_outputs: bool
     description: str
+    ort_cuda_layout: str = "nchw"  # convolution layout on ONNX Runtime's CUDA provider
 
     @property
     def materialises_boundaries(self) -> bool:
@@ -109,12 +122,13 @@ def resolve_fusion_profile(
 def markdown_table() -> str:
     """The profile table as Markdown (for docs and ``edge-trt`` help)."""
     rows = [
-        "| profile | ONNX Runtime level | TensorRT builder opt level | TensorRT marked outputs |",
-        "|---|---|---|---|",
+        "| profile | ONNX Runtime level | TensorRT builder opt level | TensorRT marked outputs "
+        "| ONNX Runtime CUDA conv layout |",
+        "|---|---|---|---|---|",
     ]
     for s in SETTINGS.values():
         marked = [n for n, on in (("BatchNorm", s.trt_mark_batchnorm_outputs),
                                   ("activation", s.trt_mark_activation_outputs)) if on]
         rows.append(f"| {s.profile} | {s.ort_level_name} | {s.trt_builder_optimization_level} "
-                    f"| {' + '.join(marked) or 'none'} |")
+                    f"| {' + '.join(marked) or 'none'} | {s.ort_cuda_layout.upper()} |")
     return "\n".join(rows)

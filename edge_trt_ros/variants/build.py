@@ -20,7 +20,7 @@ import onnx
 
 from edge_trt_ros.files import copy_atomic, save_model_atomic, sha256_file
 from edge_trt_ros.model_info import PRECISION_KEY, read_model_info
-from edge_trt_ros.variants import fp16, int8, nodes
+from edge_trt_ros.variants import fp16, headroom, int8, nodes
 from edge_trt_ros.variants.calibration import CalibrationSpec, calibrate
 from edge_trt_ros.variants.manifest import (
     MANIFEST_NAME,
@@ -36,6 +36,19 @@ log = logging.getLogger(__name__)
 
 
 
+def recipe_prefixes(float_prefixes: tuple[str, ...], recipe: str) -> tuple[str, ...]:
+    """The prefixes that apply to ``recipe``: plain ones, and ``recipe:``-qualified ones."""
+    out = []
+    for p in float_prefixes:
+        head, sep, tail = p.partition(":")
+        if sep and head in int8.RECIPES:
+            if head == recipe:
+                out.append(tail)
+        else:
+            out.append(p)
+    return tuple(out)
+
+
 def build_variants(
     model_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -47,15 +60,21 @@ def build_variants(
     include: tuple[str, ...] = ("fp32", "fp16", "int8"),
     float_prefixes: tuple[str, ...] = (),
     copy_base: bool = True,
+    fp16_headroom: headroom.HeadroomSpec | None = None,
 ) -> Path:
     """Write the variants of ``model_path`` into ``out_dir``; returns the manifest path.
+
+    ``fp16_headroom``: the frames and margin the fp16 build measures ranges on (default
+    :class:`~edge_trt_ros.variants.headroom.HeadroomSpec`); the ops it keeps fp32 are
+    recorded in the fp16 entry's ``fp16_headroom``.
 
     ``copy_base`` False records the fp32 base in place (a path relative to the manifest)
     instead of copying it, for variant sets shipped beside their model.
 
-    ``float_prefixes``: node-name prefixes kept float in every int8 variant, on top of the
+    ``float_prefixes``: node-name prefixes kept float in the int8 variants, on top of the
     decode tail (and of the first conv and head when mixed), e.g. ``("/model/stem",)``
-    for a model whose first block is the one that fails the accuracy guard in int8.
+    for a model whose first block is the one that fails the accuracy guard in int8; a
+    ``RECIPE:`` in front (``ort:/model/stem``) limits a prefix to that recipe.
     """
     src = Path(model_path)
     if not src.is_file():
@@ -92,11 +111,16 @@ def build_variants(
 
     if "fp16" in include:
         dst = out / f"{stem}.fp16.onnx"
-        model16 = fp16.convert_fp16(base)
+        room = headroom.measure_headroom(src, input_name=info.input_name,
+                                         input_hw=info.input_hw, layout=info.input_layout,
+                                         spec=fp16_headroom, calibration=spec)
+        model16 = fp16.convert_fp16(base, room.blocked)
+        recipe16 = fp16.recipe(len(room.blocked))
         int8.set_metadata(model16, {**meta, PRECISION_KEY: "fp16",
-                                    "edge_trt_ros.recipe": fp16.RECIPE})
+                                    "edge_trt_ros.recipe": recipe16})
         save_model_atomic(model16, dst)
-        entry("fp16", dst, "fp16", fp16.RECIPE, None, ["tensorrt", "onnxruntime"])
+        entry("fp16", dst, "fp16", recipe16, None, ["tensorrt", "onnxruntime"],
+              fp16_headroom=room.to_dict())
 
     if "int8" in include:
         with tempfile.TemporaryDirectory(prefix="edge_trt_variants.") as tmp:
@@ -108,19 +132,20 @@ def build_variants(
                           "ranges_file": os.path.relpath(result.ranges_path, out)}
             plans = [(False, "")] + ([(True, "-mixed")] if mixed else [])
             for is_mixed, suffix in plans:
-                keep = nodes.float_nodes(prepared_model, mixed=is_mixed,
-                                         head_prefix=head_prefix, prefixes=float_prefixes)
                 for recipe in int8.RECIPES.values():
+                    prefixes = recipe_prefixes(float_prefixes, recipe.key)
+                    keep = nodes.float_nodes(prepared_model, mixed=is_mixed,
+                                             head_prefix=head_prefix, prefixes=prefixes)
                     name = f"int8-{recipe.key}{suffix}"
                     dst = out / f"{stem}.{name}.onnx"
                     int8.quantize_int8(prepared, dst, recipe, result, keep, metadata=meta)
                     backends = (["tensorrt", "onnxruntime"] if recipe.key == "trt"
                                 else ["onnxruntime"])
                     recipe_name = recipe.name + suffix + "".join(
-                        f"+float:{p}" for p in float_prefixes)
+                        f"+float:{p}" for p in prefixes)
                     entry(name, dst, "int8", recipe_name, result.key, backends,
                           int8_recipe=recipe.to_dict(), mixed=is_mixed,
-                          float_nodes=len(keep), float_prefixes=list(float_prefixes),
+                          float_nodes=len(keep), float_prefixes=list(prefixes),
                           preprocess="quant_pre_process: onnx shape inference + ORT basic "
                                      "optimisation (BatchNorm folded into Conv)")
 
