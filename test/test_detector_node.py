@@ -79,7 +79,9 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probe]:
     )
     log = tmp / "detector.log"
     with log.open("wb") as out:
-        process = start_detector(CAMERA, extra_params={"model_path": str(model)},
+        process = start_detector(CAMERA, backend="onnxruntime",
+                                 extra_params={"model_path": str(model),
+                                               "engine_cache_dir": str(tmp / "cache")},
                                  stdout=out, stderr=subprocess.STDOUT)
     rclpy.init()
     p = Probe(log)
@@ -172,13 +174,16 @@ def test_thresholds_change_at_runtime_and_empty_frames_are_published(probe: Prob
 
 
 def test_invalid_parameters_are_refused_with_a_reason(probe: Probe) -> None:
-    out_of_range, bad_choice, unavailable, read_only = set_parameters(
+    out_of_range, bad_choice, no_int8, restart_only, read_only = set_parameters(
         probe.node, "/detector", nms_iou_threshold=1.5, fusion_profile="fastest",
-        precision="int8", model_path="/elsewhere.onnx",
+        precision="int8", model_path="/elsewhere.onnx", autostart=False,
     )
     assert not out_of_range.successful
     assert not bad_choice.successful and "not one of" in bad_choice.reason
-    assert not unavailable.successful and "not available" in unavailable.reason
+    # a user's model without calibrated variants: refused with the command that makes them
+    assert not no_int8.successful and "int8 needs calibration images" in no_int8.reason
+    assert "edge-trt variants" in no_int8.reason
+    assert not restart_only.successful and "applies at configure" in restart_only.reason
     assert not read_only.successful
     msg = probe.detect(np.zeros((480, 640, 3), np.uint8))
     assert len(msg.detections) == 2  # nothing changed

@@ -43,6 +43,7 @@ def _kw(call: ast.Call, key: str) -> ast.expr:
 
 def test_launch_file_starts_the_installed_executable_with_the_shared_contract() -> None:
     tree = ast.parse(LAUNCH.read_text())
+    assert _calls(tree, "OpaqueFunction"), "the Node is made when the arguments are known"
     [node] = _calls(tree, "Node")
     assert ast.literal_eval(_kw(node, "package")) == PACKAGE
     assert ast.literal_eval(_kw(node, "executable")) == EXECUTABLE
@@ -100,6 +101,8 @@ def test_plain_process_start_uses_the_same_remapping_and_params() -> None:
     assert args[args.index("--params-file"):][:2] == ["--params-file", "/p.yaml"]
     assert args[-2:] == ["-r", "image:=/front/image_raw"]
     assert f"__node:={NODE_NAME}" in args and "backend:=onnxruntime" in args
+    # no backend argument: the params file decides (as ros2 launch without backend:=)
+    assert not any(a.startswith("backend:=") for a in detector_ros_args("/p.yaml"))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None,
@@ -112,10 +115,20 @@ def test_launch_description_loads_with_launch_ros() -> None:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    from launch.actions import OpaqueFunction
+
+    from launch import LaunchContext
+
     entities = module.generate_launch_description().entities
     declared = {e.name for e in entities if isinstance(e, DeclareLaunchArgument)}
     assert declared == {"camera", "params_file", "backend"}
-    assert sum(isinstance(e, Node) for e in entities) == 1
+    [make] = [e for e in entities if isinstance(e, OpaqueFunction)]
+    for backend in ("", "tensorrt"):
+        context = LaunchContext()
+        context.launch_configurations.update(
+            {"camera": "/c", "params_file": "/p.yaml", "backend": backend})
+        [node] = make.execute(context)
+        assert isinstance(node, Node)
 
 
 def test_every_declared_parameter_is_documented() -> None:

@@ -1,9 +1,11 @@
-"""ROS messages <-> core types. The only module that knows both vision_msgs and numpy."""
+"""ROS messages <-> core types: images in; detections, labels, status and variants out."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import (
@@ -15,6 +17,12 @@ from vision_msgs.msg import (
     VisionClass,
 )
 
+from edge_trt_ros.msg import EfficiencyStatus, VariantInfo
+from edge_trt_ros.power.live import LiveFigures
+from edge_trt_ros.runtime.counters import FAILED, REJECTED, REPLACED, CounterSnapshot
+from edge_trt_ros.runtime.detector_runtime import DetectorRuntime
+from edge_trt_ros.runtime.health import Health
+from edge_trt_ros.runtime.stats import WindowStats
 from edge_trt_ros.vision.decode import Detections
 from edge_trt_ros.vision.image import ImageView, image_view
 
@@ -49,3 +57,64 @@ def label_info_msg(class_names: Sequence[str], threshold: float, header: Header)
         class_map=[VisionClass(class_id=i, class_name=n) for i, n in enumerate(class_names)],
         threshold=float(threshold),
     )
+
+
+def _num(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def efficiency_msg(header: Header, state: str, runtime: DetectorRuntime, stats: WindowStats,
+                   counters: CounterSnapshot, figures: LiveFigures | None) -> EfficiencyStatus:
+    """The ~/efficiency message of a configured node."""
+    active = runtime.active
+    engine = active.first.engine.info
+    variant = active.variant
+    msg = EfficiencyStatus(
+        header=header, state=state, variant=variant.name, backend=engine.backend,
+        precision=engine.precision, fusion_profile=engine.fusion_profile,
+        engine_id=engine.engine_id, window_s=float(stats.window_s), fps=float(stats.fps),
+        inference_latency_p50_ms=stats.inference_p50_ms,
+        inference_latency_p95_ms=stats.inference_p95_ms,
+        inference_latency_p99_ms=stats.inference_p99_ms,
+        end_to_end_latency_p50_ms=stats.end_to_end_p50_ms,
+        end_to_end_latency_p95_ms=stats.end_to_end_p95_ms,
+        frames_received=counters.received, frames_processed=counters.processed,
+        frames_dropped=counters.dropped_total, frames_replaced=counters.dropped[REPLACED],
+        frames_rejected=counters.dropped[REJECTED], frames_failed=counters.dropped[FAILED],
+        map50=_num(variant.map50), map50_drop_vs_fp32=_num(variant.drop()),
+        adaptive_mode="off", last_decision="")
+    nan = float("nan")
+    msg.power_w = msg.energy_per_frame_mj = msg.fps_per_watt = nan
+    msg.effective_tops_per_watt = msg.temperature_c = nan
+    if figures is not None:
+        e = figures.efficiency
+        msg.power_w, msg.power_scope = _num(e.mean_watts), e.scope
+        msg.power_source, msg.power_estimated = figures.sensor, e.estimated
+        msg.energy_per_frame_mj = _num(e.energy_per_frame_mj)
+        msg.fps_per_watt = _num(e.fps_per_watt)
+        msg.effective_tops_per_watt = _num(e.effective_tops_per_watt)
+        msg.temperature_c = _num(figures.thermal.max_celsius)
+    return msg
+
+
+def health_status(node_name: str, health: Health) -> DiagnosticStatus:
+    """A core :class:`Health` as a diagnostic status named ``<node>: <concern>``."""
+    return DiagnosticStatus(
+        level=bytes([health.level]), name=f"{node_name}: {health.name}",
+        message=health.message, hardware_id=health.hardware_id,
+        values=[KeyValue(key=k, value=v) for k, v in health.values.items()])
+
+
+def variant_info_msg(entry: dict[str, Any], max_drop: float) -> VariantInfo:
+    """One row of :meth:`DetectorRuntime.describe_variants` as a VariantInfo."""
+    drops = entry.get("map50_drop_vs_fp32") or {}
+    bins = entry.get("per_lux_bin_map50") or {}
+    worst = max(drops.values()) if drops else (0.0 if entry["precision"] == "fp32"
+                                               and entry.get("map50") is not None else None)
+    return VariantInfo(
+        name=entry["name"], precision=entry["precision"], file=entry["file"],
+        recipe=entry["recipe"], runs_here=bool(entry["runs_here"]), reason=entry["reason"],
+        map50=_num(entry.get("map50")), map50_drop_vs_fp32=_num(worst),
+        within_guard=-1 if worst is None else int(worst <= max_drop + 1e-9),
+        lux_bins=list(bins), lux_bin_map50=[_num(v) for v in bins.values()],
+        lux_bin_drop_vs_fp32=[_num(drops.get(k)) for k in bins])

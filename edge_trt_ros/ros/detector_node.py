@@ -1,62 +1,73 @@
-"""The detector as a managed (lifecycle) node.
+"""The detector as a managed (lifecycle) node: wiring only.
 
-configure loads the model (never between frames), activate subscribes and publishes,
-deactivate stops, cleanup releases the engine. ``autostart`` (default true) runs configure
-and activate at start so a plain ``ros2 run``/launch works without a lifecycle manager.
+configure builds the ROS-free :class:`~edge_trt_ros.runtime.detector_runtime.DetectorRuntime`
+(variant catalog, engine, workers), activate subscribes and publishes, deactivate stops the
+workers, cleanup releases the engine. ``autostart`` (default true) runs configure and
+activate at start so a plain ``ros2 run``/launch works without a lifecycle manager.
+
+Threads: one single-threaded executor runs every callback, and no callback waits: the image
+callback hands the frame to the worker threads; an engine switch runs on the runtime's
+switch thread, the ``~/switch_engine`` service awaiting it as a coroutine and a parameter
+change returning once the request is validated. So frames keep arriving while an engine is
+prepared. (rclpy's multi-threaded executor was measured here spending most of the node's
+interpreter time re-queueing pending callbacks.)
 """
 
 from __future__ import annotations
 
+import json
+import math
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future as ConcurrentFuture
+from typing import Any
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.subscription import Subscription
-from rclpy.timer import Timer
+from rclpy.task import Future
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from edge_trt_ros.detector import Detector
-from edge_trt_ros.errors import EngineError, ImageFormatError, ModelLayoutError
+from edge_trt_ros.choices import AUTO, FUSION_PROFILES
+from edge_trt_ros.engines.spec import parse_device
+from edge_trt_ros.errors import EdgeTrtError
 from edge_trt_ros.macs import count_macs
 from edge_trt_ros.msg import EfficiencyStatus
 from edge_trt_ros.power.live import LivePower
 from edge_trt_ros.resources import DEFAULT_MODEL, find_resource
-from edge_trt_ros.ros.conversion import detections_msg, label_info_msg, view_of
+from edge_trt_ros.ros.conversion import (
+    detections_msg,
+    efficiency_msg,
+    health_status,
+    label_info_msg,
+    variant_info_msg,
+    view_of,
+)
 from edge_trt_ros.ros.diagnostics import power_status, thermal_status
 from edge_trt_ros.ros.log_bridge import bridge_core_logs, unbridge
-from edge_trt_ros.ros.parameters import check_choices, declare_all
-from edge_trt_ros.runtime.stats import FrameWindow
+from edge_trt_ros.ros.parameters import SPECS, check_static, declare_all, refuse
+from edge_trt_ros.runtime.detector_runtime import (
+    DetectorRuntime,
+    RuntimeConfig,
+    SwitchOutcome,
+    plan_for,
+)
+from edge_trt_ros.runtime.health import engine_health, guard_health, inference_health, input_health
+from edge_trt_ros.runtime.selection import SwitchRefused
+from edge_trt_ros.runtime.workers import FrameResult
+from edge_trt_ros.srv import GetEngineInfo, SwitchEngine
+from edge_trt_ros.vision.decode import DecodeParams
 
-LOG_THROTTLE_S = 5.0
-# What this build can run; the parameter callback refuses anything else with a reason.
-AVAILABLE = {"backend": ("onnxruntime", "auto"), "precision": ("fp32",), "fusion_profile": ("max",)}
-
-
-@dataclass
-class Counters:
-    received: int = 0
-    processed: int = 0
-    rejected: int = 0  # frames the node could not interpret (encoding, size, buffer)
-    failed: int = 0  # frames the engine failed on
-    last_reject_reason: str = ""
-
-    @property
-    def dropped(self) -> int:
-        return self.rejected + self.failed
+IDLE_STATUS_PERIOD_S = 5.0  # ~/efficiency and /diagnostics while not active
+DECODE_PARAMS = ("confidence_threshold", "nms_iou_threshold", "max_detections")
 
 
 class DetectorNode(LifecycleNode):
@@ -64,12 +75,20 @@ class DetectorNode(LifecycleNode):
         super().__init__(node_name, **kwargs)  # type: ignore[arg-type]
         self._log_bridge = bridge_core_logs(self.get_logger())
         declare_all(self)
-        self.detector: Detector | None = None
+        self.state = "unconfigured"
+        self.runtime: DetectorRuntime | None = None
         self.power: LivePower | None = None
-        self.counters = Counters()
-        self._window = FrameWindow(self.get_parameter("stats_window_s").value)
+        self.shutdown_requested: Future = Future()
         self._subscription: Subscription | None = None
-        self._timer: Timer | None = None
+        self._local = threading.local()  # marks parameter writes the node makes itself
+        self._last_idle_status = -math.inf
+        # Status outlives the active state: it says "inactive" instead of going silent.
+        self._eff_pub = self.create_publisher(EfficiencyStatus, "~/efficiency", 10)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self.get_parameter("diagnostics_period_s").value,
+                          self._publish_status)
+        self.create_service(SwitchEngine, "~/switch_engine", self._on_switch_engine)
+        self.create_service(GetEngineInfo, "~/get_engine_info", self._on_get_engine_info)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.autostart_failed = False
         if self.get_parameter("autostart").value:
@@ -77,279 +96,323 @@ class DetectorNode(LifecycleNode):
             activated = configured and self.trigger_activate() == TransitionCallbackReturn.SUCCESS
             self.autostart_failed = not activated
 
+    def param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
     # -- lifecycle ------------------------------------------------------------------------------
+    def _config(self, overrides: dict[str, Any] | None = None) -> RuntimeConfig:
+        """The runtime configuration from the parameters (plus not-yet-set ``overrides``)."""
+        p = {name: self.param(name) for name in SPECS} | (overrides or {})
+        shipped = str(find_resource(DEFAULT_MODEL))
+        return RuntimeConfig(
+            model_path=p["model_path"] or shipped, backend=p["backend"], device=p["device"],
+            precision=p["precision"], fusion_profile=p["fusion_profile"],
+            intra_op_threads=p["intra_op_threads"], workers=p["workers"],
+            engine_cache_dir=p["engine_cache_dir"], variants_dir=p["variants_dir"],
+            shipped_model=shipped, class_names=tuple(n for n in p["class_names"] if n),
+            output_layout=p["output_layout"],
+            decode=DecodeParams(p["confidence_threshold"], p["nms_iou_threshold"],
+                                p["max_detections"]),
+            max_accuracy_drop=p["max_accuracy_drop"],
+            hardware_fusion_default=self._hardware_fusion_default(),
+            stats_window_s=p["stats_window_s"])
+
+    def _hardware_fusion_default(self) -> str:
+        return self.power.detection.profile.default_fusion_profile if self.power else "max"
+
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        p = {name: self.get_parameter(name).value for name in AVAILABLE}
-        for name, allowed in AVAILABLE.items():
-            if p[name] not in allowed:
-                self.get_logger().error(
-                    f"{name}={p[name]!r} is not available in this build (available: "
-                    f"{', '.join(allowed)}); set it in the params file and configure again"
-                )
-                return TransitionCallbackReturn.FAILURE
-        model_path = self.get_parameter("model_path").value or str(find_resource(DEFAULT_MODEL))
-        names = [n for n in self.get_parameter("class_names").value if n] or None
-        t0 = time.perf_counter()
+        logger = self.get_logger()
         try:
-            self.detector = Detector.from_model(
-                model_path,
-                confidence_threshold=self.get_parameter("confidence_threshold").value,
-                nms_iou_threshold=self.get_parameter("nms_iou_threshold").value,
-                max_detections=self.get_parameter("max_detections").value,
-                class_names=names,
-                output_layout=self.get_parameter("output_layout").value,
-                intra_op_threads=self.get_parameter("intra_op_threads").value,
-            )
-        except (FileNotFoundError, ModelLayoutError, EngineError) as exc:
-            self.get_logger().error(f"cannot load the detector model: {exc}")
+            self.power = LivePower(self.param("hardware_profile"),
+                                   window_s=self.param("stats_window_s"))
+        except (ValueError, FileNotFoundError) as exc:
+            logger.error(f"cannot set up power telemetry: {exc}")
             return TransitionCallbackReturn.FAILURE
         try:
-            self.power = LivePower(
-                self.get_parameter("hardware_profile").value,
-                macs=count_macs(model_path),
-                window_s=self.get_parameter("stats_window_s").value,
-            )
-        except (ValueError, FileNotFoundError) as exc:
-            self.get_logger().error(f"cannot set up power telemetry: {exc}")
+            self.runtime = DetectorRuntime(self._config(), view_of, self._emit,
+                                           lambda: self.get_clock().now().nanoseconds)
+        except (EdgeTrtError, OSError) as exc:
+            logger.error(f"cannot load the detector: {exc}")
             self._release()
             return TransitionCallbackReturn.FAILURE
+        active = self.runtime.active
+        try:
+            self.power.meter.macs = count_macs(self.runtime.config.model_path)
+        except Exception as exc:  # only TOPS/W is lost; never fail configure over it
+            logger.warning(f"cannot count the model's MACs ({exc}): effective TOPS/W will be "
+                           "NaN; fps, watts and mJ/frame are unaffected")
         power = self.power
-        self.get_logger().info(
+        logger.info(
             f"hardware profile {power.profile_name}; power from {power.sensor.source}"
-            + (" [ESTIMATED: no power sensor found]" if power.sensor.estimated else "")
-        )
-        info = self.detector.info
-        self.get_logger().info(
-            f"loaded {model_path} in {(time.perf_counter() - t0) * 1e3:.0f} ms: "
-            f"{info.output_layout} layout, input {info.input_hw[1]}x{info.input_hw[0]}, "
-            f"{len(info.class_names)} classes {list(info.class_names)}, "
-            f"engine {self.detector.engine.info.engine_id}"
-        )
+            + (" [ESTIMATED: no power sensor found]" if power.sensor.estimated else ""))
+        info = active.first.info
+        logger.info(
+            f"model {self.runtime.config.model_path}: {info.output_layout} layout, input "
+            f"{info.input_hw[1]}x{info.input_hw[0]}, {len(info.class_names)} classes "
+            f"{list(info.class_names)}; variants in {self.runtime.catalog.directory}: "
+            + ", ".join(self.runtime.catalog.variants))
+        self._sync_parameters(active.spec.precision, active.spec.fusion_profile)
         self._det_pub = self.create_lifecycle_publisher(Detection2DArray, "detections", 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._label_pub = self.create_lifecycle_publisher(LabelInfo, "~/label_info", latched)
-        self._eff_pub = self.create_lifecycle_publisher(EfficiencyStatus, "~/efficiency", 10)
-        self._diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.state = "inactive"
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)
-        reliability = (
-            ReliabilityPolicy.RELIABLE
-            if self.get_parameter("input_qos.reliability").value == "reliable"
-            else ReliabilityPolicy.BEST_EFFORT
-        )
-        qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=self.get_parameter("input_qos.depth").value,
-            reliability=reliability,
-            durability=DurabilityPolicy.VOLATILE,
-        )
-        subscription = self.create_subscription(Image, "image", self._on_image, qos)
-        self._subscription = subscription
-        assert self.detector is not None
-        self._label_pub.publish(
-            label_info_msg(
-                self.detector.class_names,
-                self.detector.params.confidence_threshold,
-                Header(stamp=self.get_clock().now().to_msg()),
-            )
-        )
-        if self.power is not None:
-            self.power.start()
-        self._timer = self.create_timer(
-            self.get_parameter("diagnostics_period_s").value, self._publish_status
-        )
+        assert self.runtime is not None and self.power is not None
+        reliability = (ReliabilityPolicy.RELIABLE
+                       if self.param("input_qos.reliability") == "reliable"
+                       else ReliabilityPolicy.BEST_EFFORT)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.param("input_qos.depth"),
+                         reliability=reliability, durability=DurabilityPolicy.VOLATILE)
+        self.runtime.start()
+        self.power.start()
+        self._subscription = self.create_subscription(Image, "image", self._on_image, qos)
+        self._publish_label_info()
+        self.state = "active"
         self.get_logger().info(
-            f"active: subscribed to {subscription.topic_name} "
+            f"active: subscribed to {self._subscription.topic_name} "
             f"({reliability.name.lower()}, depth {qos.depth}), publishing "
-            f"{self._det_pub.topic_name}"
-        )
+            f"{self._det_pub.topic_name}")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_io()
+        self.state = "inactive"
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
+        self.state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_io()
         self._release()
+        self.state = "finalized"
+        self.shutdown_requested.set_result(True)  # main() exits: finalized is the end
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_io(self) -> None:
-        if self.power is not None:
-            self.power.stop()
         if self._subscription is not None:
             self.destroy_subscription(self._subscription)
             self._subscription = None
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
+        if self.runtime is not None:
+            self.runtime.stop()  # frames in flight finish and publish first
+        if self.power is not None:
+            self.power.stop()
 
     def _release(self) -> None:
-        if self.detector is not None:
-            self.detector.release()
-            self.detector = None
+        if self.runtime is not None:
+            self.runtime.close()
+            self.runtime = None
         if self.power is not None:
             self.power.close()
             self.power = None
-        for name in ("_det_pub", "_label_pub", "_eff_pub", "_diag_pub"):
+        for name in ("_det_pub", "_label_pub"):
             pub = self.__dict__.pop(name, None)
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
 
-    # -- hot path -------------------------------------------------------------------------------
+    # -- frames ---------------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
-        self.counters.received += 1
-        detector = self.detector
-        if detector is None:
-            return
-        try:
-            view = view_of(msg)
-        except ImageFormatError as exc:
-            self.counters.rejected += 1
-            self.counters.last_reject_reason = str(exc)
-            self.get_logger().warning(
-                f"dropping frame from '{msg.header.frame_id}': {exc} "
-                f"({self.counters.rejected} dropped so far)",
-                throttle_duration_sec=LOG_THROTTLE_S,
-            )
-            return
-        try:
-            found = detector.detect(view)
-        except Exception as exc:  # an engine fault must not take the robot's detector down
-            self.counters.failed += 1
-            self.get_logger().error(
-                f"inference failed on a {msg.width}x{msg.height} {msg.encoding} frame: {exc}",
-                throttle_duration_sec=LOG_THROTTLE_S,
-            )
-            return
-        self._det_pub.publish(detections_msg(found, msg.header, detector.info.class_names))
-        self.counters.processed += 1
+        runtime = self.runtime
+        if runtime is not None:
+            stamp = msg.header.stamp
+            runtime.frame(msg, stamp.sec * 1_000_000_000 + stamp.nanosec, msg.header.frame_id)
+
+    def _emit(self, result: FrameResult) -> None:
+        """On a worker thread, in arrival order: publish one frame's detections."""
+        msg = result.frame.payload
+        assert isinstance(msg, Image)
+        self._det_pub.publish(detections_msg(result.detections, msg.header,
+                                             result.engine.first.info.class_names))
         if self.power is not None:
             self.power.add_frame()
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        e2e_ms = (
-            (self.get_clock().now().nanoseconds - stamp_ns) / 1e6 if stamp_ns else float("nan")
-        )
-        self._window.add(detector.last_timing.inference_ms, e2e_ms)
+
+    def _publish_label_info(self) -> None:
+        runtime = self.runtime
+        if runtime is None or "_label_pub" not in self.__dict__:
+            return
+        self._label_pub.publish(label_info_msg(
+            runtime.active.first.class_names, runtime.switcher.decode.confidence_threshold,
+            Header(stamp=self.get_clock().now().to_msg())))
 
     # -- status ---------------------------------------------------------------------------------
     def _publish_status(self) -> None:
-        detector, power = self.detector, self.power
-        if detector is None or power is None:  # both exist from configure to cleanup
+        now = time.monotonic()
+        if self.state != "active":
+            if now - self._last_idle_status < IDLE_STATUS_PERIOD_S:
+                return
+            self._last_idle_status = now
+        runtime, power = self.runtime, self.power
+        header = Header(stamp=self.get_clock().now().to_msg())
+        name = self.get_fully_qualified_name()
+        if runtime is None:
+            statuses = [engine_health(None), guard_health(None)]
+            self._eff_pub.publish(EfficiencyStatus(header=header, state=self.state))
+            self._diag_pub.publish(DiagnosticArray(
+                header=header, status=[health_status(name, h) for h in statuses]))
             return
-        s = self._window.stats()
-        engine = detector.engine.info
-        c = self.counters
-        nan = float("nan")
-        figures = power.figures()
-        e = figures.efficiency
+        stats, counters = runtime.window.stats(), runtime.counters.snapshot()
+        figures = power.figures() if power is not None else None
+        self._eff_pub.publish(efficiency_msg(header, self.state, runtime, stats, counters,
+                                             figures))
+        device = runtime.base.device
+        statuses = [inference_health(self.state, stats, counters, device),
+                    engine_health(runtime), guard_health(runtime),
+                    input_health(self.state, counters)]
+        diagnostics = [health_status(name, h) for h in statuses]
+        if power is not None and figures is not None:
+            diagnostics += [power_status(name, figures, power.why_not_measured()),
+                            thermal_status(name, figures)]
+        self._diag_pub.publish(DiagnosticArray(header=header, status=diagnostics))
 
-        def num(value: float | None) -> float:
-            return nan if value is None else float(value)
+    # -- control --------------------------------------------------------------------------------
+    def _sync_parameters(self, precision: str, fusion_profile: str) -> None:
+        """Make the precision/fusion_profile parameters show what actually runs."""
+        self._local.syncing = True
+        try:
+            self.set_parameters([Parameter("precision", value=precision),
+                                 Parameter("fusion_profile", value=fusion_profile)])
+        finally:
+            self._local.syncing = False
 
-        status = EfficiencyStatus(
-            header=Header(stamp=self.get_clock().now().to_msg()),
-            backend=engine.backend,
-            precision=engine.precision,
-            fusion_profile=engine.fusion_profile,
-            engine_id=engine.engine_id,
-            window_s=float(s.window_s),
-            fps=float(s.fps),
-            inference_latency_p50_ms=s.inference_p50_ms,
-            inference_latency_p95_ms=s.inference_p95_ms,
-            inference_latency_p99_ms=s.inference_p99_ms,
-            end_to_end_latency_p50_ms=s.end_to_end_p50_ms,
-            end_to_end_latency_p95_ms=s.end_to_end_p95_ms,
-            frames_received=c.received,
-            frames_processed=c.processed,
-            frames_dropped=c.dropped,
-            power_w=num(e.mean_watts),
-            power_scope=e.scope,
-            power_source=figures.sensor,
-            power_estimated=e.estimated,
-            energy_per_frame_mj=num(e.energy_per_frame_mj),
-            fps_per_watt=num(e.fps_per_watt),
-            effective_tops_per_watt=num(e.effective_tops_per_watt),
-            temperature_c=num(figures.thermal.max_celsius),
-            map50=nan, map50_drop_vs_fp32=nan,
-            adaptive_mode="off", last_decision="",
-        )
-        self._eff_pub.publish(status)
-        diagnostics = self._diagnostics(s.fps, s.frames)
-        name = self.get_fully_qualified_name()
-        diagnostics.status += [
-            power_status(name, figures, power.why_not_measured()),
-            thermal_status(name, figures),
-        ]
-        self._diag_pub.publish(diagnostics)
+    async def _on_switch_engine(self, request: SwitchEngine.Request,
+                                response: SwitchEngine.Response) -> SwitchEngine.Response:
+        """Answered when the switch is done or refused; the executor serves frames meanwhile."""
+        runtime = self.runtime
+        if runtime is None:
+            response.success = False
+            response.message = (f"the node is {self.state}: configure it first "
+                                "(ros2 lifecycle set <node> configure)")
+            return response
+        bad = self._bad_choice(request.precision, request.fusion_profile)
+        if bad:
+            response.success, response.message = False, bad
+            response.active_precision = runtime.active.spec.precision
+            response.active_fusion_profile = runtime.active.spec.fusion_profile
+            return response
+        outcome = await self._wait(runtime.submit(request.precision, request.fusion_profile,
+                                                  force=request.force,
+                                                  reason="~/switch_engine"))
+        assert outcome is not None  # the switch thread always sets an outcome
+        response.success, response.message = outcome.success, outcome.message
+        response.active_precision = outcome.precision
+        response.active_fusion_profile = outcome.fusion_profile
+        response.switch_time_ms = float(outcome.switch_ms)
+        if outcome.success:
+            self._sync_parameters(outcome.precision, self._profile_param(outcome))
+        return response
 
-    def _diagnostics(self, fps: float, frames: int) -> DiagnosticArray:
-        c = self.counters
-        name = self.get_fully_qualified_name()
-        engine = self.detector.engine.info if self.detector else None
-        inference = DiagnosticStatus(
-            name=f"{name}: inference", hardware_id=engine.device if engine else ""
-        )
-        if c.failed:
-            inference.level = DiagnosticStatus.ERROR
-            inference.message = f"{c.failed} frames failed in the engine"
-        elif frames:
-            inference.level, inference.message = DiagnosticStatus.OK, f"{fps:.1f} fps"
-        else:
-            inference.level, inference.message = DiagnosticStatus.WARN, "no frames in the window"
-        inference.values = [
-            KeyValue(key="backend", value=engine.backend if engine else ""),
-            KeyValue(key="precision", value=engine.precision if engine else ""),
-            KeyValue(key="engine_id", value=engine.engine_id if engine else ""),
-            KeyValue(key="frames_processed", value=str(c.processed)),
-        ]
-        stream = DiagnosticStatus(name=f"{name}: input stream")
-        if c.rejected:
-            stream.level = DiagnosticStatus.WARN
-            stream.message = f"{c.rejected} frames dropped: {c.last_reject_reason}"
-        elif c.received:
-            stream.level, stream.message = DiagnosticStatus.OK, f"{c.received} frames received"
-        else:
-            stream.level, stream.message = DiagnosticStatus.WARN, "no images received yet"
-        stream.values = [
-            KeyValue(key="frames_received", value=str(c.received)),
-            KeyValue(key="frames_rejected", value=str(c.rejected)),
-        ]
-        return DiagnosticArray(
-            header=Header(stamp=self.get_clock().now().to_msg()), status=[inference, stream]
-        )
+    def _wait(self, work: ConcurrentFuture[SwitchOutcome]) -> Future[SwitchOutcome]:
+        """An rclpy future (awaitable in a callback) completed by the switch thread, which
+        then wakes the executor so the waiting callback resumes even with no frames."""
+        executor = self.executor
+        done: Future[SwitchOutcome] = Future(executor=executor)
 
-    # -- parameters -----------------------------------------------------------------------------
+        def finish(f: ConcurrentFuture[SwitchOutcome]) -> None:
+            done.set_result(f.result())
+            if executor is not None:
+                executor.wake()
+
+        work.add_done_callback(finish)
+        return done
+
+    def _after_parameter_switch(self, work: ConcurrentFuture[SwitchOutcome]) -> None:
+        """A parameter-triggered switch failed while opening the engine: put the parameters
+        back to what runs (the log and /diagnostics already say why)."""
+        outcome = work.result()
+        if not outcome.success:
+            self._sync_parameters(outcome.precision, outcome.fusion_profile)
+
+    def _profile_param(self, outcome: Any) -> str:
+        """Keep ``auto`` in the parameter when the operator asked for it."""
+        return AUTO if self.param("fusion_profile") == AUTO else outcome.fusion_profile
+
+    @staticmethod
+    def _bad_choice(precision: str, fusion_profile: str) -> str:
+        if precision and precision not in SPECS["precision"].choices:  # type: ignore[operator]
+            return f"precision {precision!r} is not one of " + ", ".join(
+                SPECS["precision"].choices or ())
+        if fusion_profile and fusion_profile not in (*FUSION_PROFILES, AUTO):
+            return f"fusion_profile {fusion_profile!r} is not one of " + ", ".join(
+                (*FUSION_PROFILES, AUTO))
+        return ""
+
+    def _on_get_engine_info(self, request: GetEngineInfo.Request,
+                            response: GetEngineInfo.Response) -> GetEngineInfo.Response:
+        response.lifecycle_state = self.state
+        response.fusion_profiles = [*FUSION_PROFILES, AUTO]
+        response.max_accuracy_drop = float(self.param("max_accuracy_drop"))
+        runtime = self.runtime
+        config = runtime.config if runtime else self._config()
+        response.model_path = config.model_path
+        response.engine_cache_dir = str(config.cache_dir())
+        response.variants_dir = str(config.catalog_dir())
+        if runtime is None:
+            return response
+        from edge_trt_ros.engines.registry import capabilities
+
+        active = runtime.active
+        info = active.first.engine.info
+        response.backend, response.backend_version = info.backend, info.backend_version
+        response.backend_reason = runtime.backend_reason
+        response.device = runtime.base.device
+        response.active_variant = active.variant.name
+        response.precision, response.fusion_profile = info.precision, info.fusion_profile
+        response.engine_id, response.forced = info.engine_id, active.forced
+        response.workers = len(active.detectors)
+        response.variants = [variant_info_msg(v, runtime.max_accuracy_drop)
+                             for v in runtime.describe_variants()]
+        response.capabilities_json = json.dumps(capabilities().summary())
+        return response
+
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        result = check_choices(params)
+        configured = self.runtime is not None
+        result = check_static(params, configured)
         if not result.successful:
             return result
-        for p in params:
-            allowed = AVAILABLE.get(p.name)
-            if allowed and p.value not in allowed and self.detector is not None:
-                return SetParametersResult(
-                    successful=False,
-                    reason=f"{p.name}={p.value!r} is not available in this build "
-                    f"(available: {', '.join(allowed)})",
-                )
-        if self.detector is not None:
-            updates = {
-                p.name: p.value
-                for p in params
-                if p.name in ("confidence_threshold", "nms_iou_threshold", "max_detections")
-            }
-            if updates:
-                self.detector.update(**updates)
+        values = {p.name: p.value for p in params}
+        device = values.get("device")
+        if device is not None and device != AUTO:
+            try:
+                parse_device(device)
+            except EdgeTrtError as exc:
+                return refuse(f"device={device!r}: {exc}")
+        if getattr(self._local, "syncing", False):
+            return result
+        runtime = self.runtime
+        if runtime is None:  # validate against the catalog and this machine now, not later
+            if {"precision", "fusion_profile", "model_path", "backend", "device",
+                    "variants_dir", "max_accuracy_drop"} & values.keys():
+                config = self._config({k: v for k, v in values.items()
+                                       if SPECS.get(k) is not None})
+                try:
+                    plan_for(config, config.precision, config.fusion_profile)
+                except SwitchRefused as exc:
+                    return refuse(str(exc))
+            return result
+        if "max_accuracy_drop" in values:
+            runtime.max_accuracy_drop = float(values["max_accuracy_drop"])
+        if "precision" in values or "fusion_profile" in values:
+            precision, profile = values.get("precision", ""), values.get("fusion_profile", "")
+            why = runtime.validate(precision, profile)
+            if why is not None:
+                return refuse(why)
+            runtime.submit(precision, profile, reason="parameter").add_done_callback(
+                self._after_parameter_switch)
+        decode = {k: v for k, v in values.items() if k in DECODE_PARAMS}
+        if decode:
+            runtime.update_decode(**decode)
+            if "confidence_threshold" in decode:
+                self._publish_label_info()
         return result
 
-
     def destroy_node(self) -> None:
+        self._stop_io()
+        self._release()
         unbridge(self._log_bridge)
         super().destroy_node()
 
@@ -362,11 +425,14 @@ def main(argv: list[str] | None = None) -> None:
         node.destroy_node()
         rclpy.try_shutdown()
         sys.exit(1)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
+        executor.spin_until_future_complete(node.shutdown_requested)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
 

@@ -9,7 +9,7 @@ PACKAGE = "edge_trt_ros"
 EXECUTABLE = "detector_node"
 NODE_NAME = "detector"
 DEFAULT_CAMERA = "/camera/image_raw"
-DEFAULT_BACKEND = "onnxruntime"
+DEFAULT_BACKEND = ""  # empty = what the params file says
 PARAMS_FILE = "config/detector.yaml"  # relative to the package share directory
 
 
@@ -19,9 +19,11 @@ def detector_ros_args(
     backend: str = DEFAULT_BACKEND,
     extra_params: dict[str, str] | None = None,
 ) -> list[str]:
-    """``--ros-args`` for the detector: params file, then overrides, then remappings."""
-    args = ["--ros-args", "-r", f"__node:={NODE_NAME}", "--params-file", params_file,
-            "-p", f"backend:={backend}"]
+    """``--ros-args`` for the detector: params file, then overrides (``backend`` only when
+    given), then remappings."""
+    args = ["--ros-args", "-r", f"__node:={NODE_NAME}", "--params-file", params_file]
+    if backend:
+        args += ["-p", f"backend:={backend}"]
     for name, value in (extra_params or {}).items():
         args += ["-p", f"{name}:={value}"]
     return args + ["-r", f"image:={camera}"]

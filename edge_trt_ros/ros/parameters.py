@@ -1,4 +1,12 @@
-"""The detector's parameters: one table with descriptors, ranges, choices and validation."""
+"""The detector's parameters: one table with descriptors, ranges, choices and when they apply.
+
+Three kinds: ``now`` parameters (thresholds, precision, fusion profile, the accuracy guard)
+take effect between two frames; ``configure`` parameters (the model, backend, device,
+workers, paths, QoS...) are accepted only while the node is unconfigured and apply at the
+next configure (deactivate + cleanup, set, configure); ``autostart`` is read-only. rclpy's
+own read-only flag is kept for ``autostart`` alone, because it refuses a change in every
+state, which would make "cleanup, change, configure" impossible.
+"""
 
 from __future__ import annotations
 
@@ -14,55 +22,74 @@ from rcl_interfaces.msg import (
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from edge_trt_ros.choices import AUTO, BACKENDS, FUSION_PROFILES, PRECISIONS
+from edge_trt_ros.vision.decode import LAYOUTS
+
+NOW, CONFIGURE, START = "now", "configure", "start"
+
 
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
     default: Any
     description: str
-    read_only: bool = False
+    applies: str = CONFIGURE
     bounds: tuple[float, float] | None = None
     choices: tuple[str, ...] | None = None
 
 
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("model_path", "", "ONNX detector; empty = the shipped defect model", True),
-    ParamSpec("backend", "onnxruntime", "inference backend", True,
-              choices=("auto", "onnxruntime", "tensorrt")),
-    ParamSpec("precision", "fp32", "engine precision", choices=("fp32", "fp16", "int8")),
-    ParamSpec("fusion_profile", "max", "layer fusion profile",
-              choices=("max", "balanced", "conservative", "none", "auto")),
-    ParamSpec("confidence_threshold", 0.25, "minimum score of a published detection",
+    ParamSpec("model_path", "", "ONNX detector; empty = the shipped defect model"),
+    ParamSpec("backend", AUTO, "inference backend: auto = TensorRT where it imports and a GPU "
+              "exists, else ONNX Runtime", choices=(AUTO, *BACKENDS)),
+    ParamSpec("device", AUTO, "where the engine runs: auto, cpu or cuda:N"),
+    ParamSpec("precision", "fp32", "engine precision; a change switches the engine between two "
+              "frames", NOW, choices=PRECISIONS),
+    ParamSpec("fusion_profile", "max", "layer fusion profile; a change switches the engine "
+              "between two frames", NOW, choices=(*FUSION_PROFILES, AUTO)),
+    ParamSpec("max_accuracy_drop", 0.005, "accuracy guard: most mAP@0.5 a variant may lose "
+              "against fp32, overall and in every lux bin (0.005 = half a point); "
+              "~/switch_engine's force overrides it", NOW, bounds=(0.0, 1.0)),
+    ParamSpec("confidence_threshold", 0.25, "minimum score of a published detection", NOW,
               bounds=(0.0, 1.0)),
-    ParamSpec("nms_iou_threshold", 0.45, "IoU above which NMS suppresses the weaker box",
+    ParamSpec("nms_iou_threshold", 0.45, "IoU above which NMS suppresses the weaker box", NOW,
               bounds=(0.0, 1.0)),
-    ParamSpec("max_detections", 100, "most detections published per frame", bounds=(1, 1000)),
-    ParamSpec("class_names", [""], "override the model's class names ([''] = from the model)",
-              True),
-    ParamSpec("output_layout", "auto", "model output layout", True,
-              choices=("auto", "yolov8", "yolov5", "end2end", "efficientnms")),
-    ParamSpec("intra_op_threads", 0, "CPU inference threads (0 = one per core)", True,
-              bounds=(0, 256)),
-    ParamSpec("input_qos.reliability", "best_effort", "image subscription reliability", True,
+    ParamSpec("max_detections", 100, "most detections published per frame", NOW,
+              bounds=(1, 1000)),
+    ParamSpec("class_names", [""], "override the model's class names ([''] = from the model)"),
+    ParamSpec("output_layout", AUTO, "model output layout", choices=(AUTO, *LAYOUTS)),
+    ParamSpec("workers", 0, "inference threads, each with its own engine; 0 = auto: one "
+              "single-threaded engine per core on a CPU (at most 4), one on a GPU",
+              bounds=(0, 16)),
+    ParamSpec("intra_op_threads", 0, "CPU threads per engine (0 = all cores for one worker, "
+              "cores / workers for several)", bounds=(0, 256)),
+    ParamSpec("engine_cache_dir", "", "TensorRT plans and made variants; empty = "
+              "~/.cache/edge_trt_ros/engines"),
+    ParamSpec("variants_dir", "", "variant files + variants.json of the model; empty = "
+              "models/variants for the shipped model, else variants/<model hash> beside the "
+              "engine cache"),
+    ParamSpec("input_qos.reliability", "best_effort", "image subscription reliability",
               choices=("best_effort", "reliable")),
-    ParamSpec("input_qos.depth", 1, "image subscription queue depth", True, bounds=(1, 100)),
-    ParamSpec("diagnostics_period_s", 1.0, "period of ~/efficiency and /diagnostics", True,
-              bounds=(0.1, 60.0)),
-    ParamSpec("stats_window_s", 5.0, "rolling window of the live fps/latency figures", True,
-              bounds=(1.0, 600.0)),
-    ParamSpec("hardware_profile", "auto",
-              "power/thermal hardware profile: auto or a config/hardware name (orin_nx_16gb, ...)",
-              True),
-    ParamSpec("autostart", True, "configure and activate on start (no lifecycle manager)", True),
+    ParamSpec("input_qos.depth", 1, "image subscription queue depth", bounds=(1, 100)),
+    ParamSpec("diagnostics_period_s", 1.0, "period of ~/efficiency and /diagnostics while "
+              "active (every 5 s otherwise)", bounds=(0.1, 60.0)),
+    ParamSpec("stats_window_s", 5.0, "rolling window of the live fps/latency/energy figures "
+              "and of the problems /diagnostics reports", bounds=(1.0, 600.0)),
+    ParamSpec("hardware_profile", AUTO,
+              "power/thermal hardware profile: auto or a config/hardware name (orin_nx_16gb, ...)"),
+    ParamSpec("autostart", True, "configure and activate on start (no lifecycle manager)", START),
 )
 SPECS = {s.name: s for s in PARAMS}
+RUNTIME_TUNABLE = tuple(s.name for s in PARAMS if s.applies == NOW)
 
 
 def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     text = spec.description
     if spec.choices:
         text += f" (one of: {', '.join(spec.choices)})"
-    d = ParameterDescriptor(description=text, read_only=spec.read_only)
+    if spec.applies == CONFIGURE:
+        text += " [applies at configure; change it while unconfigured]"
+    d = ParameterDescriptor(description=text, read_only=spec.applies == START)
     if spec.choices:
         d.additional_constraints = "one of: " + ", ".join(spec.choices)
     if spec.bounds is not None:
@@ -79,13 +106,21 @@ def declare_all(node: Node) -> None:
         node.declare_parameter(spec.name, spec.default, _descriptor(spec))
 
 
-def check_choices(params: list[Parameter]) -> SetParametersResult:
-    """Reject a value outside a parameter's choices (ranges and read-only rclpy enforces)."""
+def refuse(reason: str) -> SetParametersResult:
+    return SetParametersResult(successful=False, reason=reason)
+
+
+def check_static(params: list[Parameter], configured: bool) -> SetParametersResult:
+    """Choices, and restart-only parameters while configured (rclpy enforces ranges and
+    read-only itself)."""
     for p in params:
         spec = SPECS.get(p.name)
-        if spec and spec.choices and p.value not in spec.choices:
-            return SetParametersResult(
-                successful=False,
-                reason=f"{p.name}={p.value!r} is not one of {', '.join(spec.choices)}",
-            )
+        if spec is None:
+            continue
+        if spec.choices and p.value not in spec.choices:
+            return refuse(f"{p.name}={p.value!r} is not one of {', '.join(spec.choices)}")
+        if spec.applies == CONFIGURE and configured:
+            return refuse(f"{p.name} applies at configure: deactivate and clean up the node "
+                          f"(ros2 lifecycle set <node> deactivate, then cleanup), set it, and "
+                          f"configure again")
     return SetParametersResult(successful=True)

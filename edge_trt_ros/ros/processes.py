@@ -8,7 +8,13 @@ from pathlib import Path
 
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
 
-from edge_trt_ros.ros.launch_args import EXECUTABLE, PACKAGE, PARAMS_FILE, detector_ros_args
+from edge_trt_ros.ros.launch_args import (
+    DEFAULT_BACKEND,
+    EXECUTABLE,
+    PACKAGE,
+    PARAMS_FILE,
+    detector_ros_args,
+)
 
 
 def executable(name: str) -> str:
@@ -28,7 +34,7 @@ def start_detector_command(
     camera: str,
     extra_params: dict[str, str] | None = None,
     params_file: str | None = None,
-    backend: str = "onnxruntime",
+    backend: str = DEFAULT_BACKEND,
 ) -> list[str]:
     """The detector's command line exactly as detector.launch.py would run it."""
     args = detector_ros_args(params_file or default_params_file(), camera, backend, extra_params)
@@ -38,7 +44,7 @@ def start_detector_command(
 def start_detector(
     camera: str,
     params_file: str | None = None,
-    backend: str = "onnxruntime",
+    backend: str = DEFAULT_BACKEND,
     extra_params: dict[str, str] | None = None,
     **popen: object,
 ) -> subprocess.Popen[bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -22,16 +23,19 @@ class WindowStats:
 
 
 class FrameWindow:
-    """Frames seen in the last ``window_s`` seconds of a monotonic clock."""
+    """Frames seen in the last ``window_s`` seconds of a monotonic clock (thread-safe: workers
+    add, the status timer reads)."""
 
     def __init__(self, window_s: float = 5.0) -> None:
         self.window_s = window_s
         self._frames: deque[tuple[float, float, float]] = deque()
+        self._lock = threading.Lock()
 
     def add(self, inference_ms: float, end_to_end_ms: float, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        self._frames.append((now, inference_ms, end_to_end_ms))
-        self._trim(now)
+        with self._lock:
+            self._frames.append((now, inference_ms, end_to_end_ms))
+            self._trim(now)
 
     def _trim(self, now: float) -> None:
         while self._frames and now - self._frames[0][0] > self.window_s:
@@ -39,12 +43,13 @@ class FrameWindow:
 
     def stats(self, now: float | None = None) -> WindowStats:
         now = time.monotonic() if now is None else now
-        self._trim(now)
-        n = len(self._frames)
-        if n == 0:
+        with self._lock:
+            self._trim(now)
+            n = len(self._frames)
+            data = np.asarray(self._frames, dtype=np.float64) if n else None
+        if data is None:
             nan = float("nan")
             return WindowStats(self.window_s, 0.0, nan, nan, nan, nan, nan, 0)
-        data = np.asarray(self._frames, dtype=np.float64)
         inf = np.percentile(data[:, 1], [50, 95, 99])
         e2e = data[:, 2][~np.isnan(data[:, 2])]
         e2e_p = np.percentile(e2e, [50, 95]) if e2e.size else (float("nan"),) * 2

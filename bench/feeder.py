@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""The camera side of the node benchmark, as its own process (its own GIL and DDS stack).
+
+    python bench/feeder.py --mode adaptive --seconds 10 --out r.json    # as fast as it takes
+    python bench/feeder.py --mode rate --hz 30 --seconds 10 --out r.json
+    python bench/feeder.py --mode rate --hz 30 --switch-cycle '[["int8","max"], ...]' ...
+    python bench/feeder.py --mode sink --seconds 10                      # discard frames
+    python bench/feeder.py --mode switch --switch-cycle '[["int8","max"]]'  # only switch
+
+Publishes uniquely stamped 640x480 bgr8 frames (rendered defect scenes) on ``--topic``,
+reliable QoS so the transport loses nothing, and collects ``/detections``: which stamps
+were answered and each one's end-to-end latency (answer received - image stamp, one
+clock). ``adaptive`` keeps ``--inflight`` frames unanswered at any time: the node is fed
+exactly as fast as it takes frames. ``rate`` publishes at a fixed rate. ``sink`` only
+subscribes to the frames and drops them: the DDS load of a node without its inference.
+``--switch-cycle`` calls ``~/switch_engine`` for each (precision, profile) in turn,
+``--switch-every-s`` apart, while publishing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from edge_trt_ros.srv import SwitchEngine
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
+
+from edge_trt_ros.dataset import render_sample
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def frames(count: int = 8) -> list[Image]:
+    out = []
+    for i in range(count):
+        rgb = render_sample(30_000_000 + i, width=640, height=480).image
+        msg = Image(height=480, width=640, encoding="bgr8", is_bigendian=0, step=640 * 3)
+        msg.data = np.ascontiguousarray(rgb[:, :, ::-1]).tobytes()
+        msg.header.frame_id = "bench_camera"
+        out.append(msg)
+    return out
+
+
+class Feeder(Node):
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__("bench_feeder")
+        self.args = args
+        self.frames = frames()
+        self.pub = self.create_publisher(Image, args.topic, RELIABLE)
+        self.lock = threading.Lock()
+        self.sent: dict[int, int] = {}  # stamp -> index
+        self.latency_ms: dict[int, float] = {}
+        self.answered = threading.Condition(self.lock)
+        if args.mode == "sink":
+            self.create_subscription(Image, args.topic, lambda m: None, RELIABLE)
+        else:
+            self.create_subscription(Detection2DArray, args.detections, self._on_det,
+                                     QoSProfile(depth=100,
+                                                reliability=ReliabilityPolicy.RELIABLE))
+        self.switch = self.create_client(SwitchEngine, args.switch_service)
+        self.switches: list[dict[str, object]] = []
+
+    def _on_det(self, msg: Detection2DArray) -> None:
+        now = self.get_clock().now().nanoseconds
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self.answered:
+            if stamp in self.sent and stamp not in self.latency_ms:
+                self.latency_ms[stamp] = (now - stamp) / 1e6
+            self.answered.notify_all()
+
+    def publish_one(self, i: int) -> None:
+        msg = self.frames[i % len(self.frames)]
+        now = self.get_clock().now()
+        msg.header.stamp = now.to_msg()
+        with self.lock:
+            self.sent[now.nanoseconds] = i
+        self.pub.publish(msg)
+
+    def wait_for_subscriber(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pub.get_subscription_count() > 0:
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def run_adaptive(node: Feeder, seconds: float, inflight: int) -> None:
+    end = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < end:
+        with node.answered:  # an answer that never comes (a lost frame) costs 1 s, then on
+            node.answered.wait_for(
+                lambda: len(node.sent) - len(node.latency_ms) < inflight, timeout=1.0)
+        node.publish_one(i)
+        i += 1
+
+
+def run_rate(node: Feeder, seconds: float, hz: float) -> None:
+    period = 1.0 / hz
+    start = time.monotonic()
+    i = 0
+    while (t := start + i * period) < start + seconds:
+        time.sleep(max(0.0, t - time.monotonic()))
+        node.publish_one(i)
+        i += 1
+
+
+def run_switches(node: Feeder, cycle: list[list[str]], every_s: float, stop: threading.Event
+                 ) -> None:
+    if not node.switch.wait_for_service(timeout_sec=10.0):
+        node.switches.append({"error": "no switch_engine service"})
+        return
+    for precision, profile in cycle:
+        if stop.wait(every_s):
+            return  # the stream ended: no new request (one already sent is awaited)
+        t0 = time.monotonic()
+        future = node.switch.call_async(SwitchEngine.Request(precision=precision,
+                                                             fusion_profile=profile))
+        deadline = t0 + 120.0
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        r = future.result()
+        node.switches.append({
+            "to": [precision, profile], "success": bool(r and r.success),
+            "message": r.message if r else "no answer", "switch_ms": r.switch_time_ms if r
+            else None, "call_ms": round((time.monotonic() - t0) * 1e3, 1)})
+
+
+def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
+    """Publish for ``args.seconds`` (switching meanwhile if asked), then wait for answers."""
+    stop = threading.Event()
+    switcher = threading.Thread(target=run_switches, args=(
+        node, json.loads(args.switch_cycle), args.switch_every_s, stop), daemon=True)
+    switcher.start()
+    t0 = time.monotonic()
+    if args.mode == "adaptive":
+        run_adaptive(node, args.seconds, args.inflight)
+    else:
+        run_rate(node, args.seconds, args.hz)
+    elapsed = time.monotonic() - t0
+    stop.set()
+    switcher.join(timeout=120)
+    deadline = time.monotonic() + args.drain_s
+    with node.answered:
+        node.answered.wait_for(lambda: len(node.latency_ms) >= len(node.sent),
+                               timeout=max(0.0, deadline - time.monotonic()))
+        sent, lat = dict(node.sent), dict(node.latency_ms)
+    lost = [s for s in sent if s not in lat]
+    values = np.array(list(lat.values())) if lat else np.array([np.nan])
+    return {
+        "seconds": round(elapsed, 3), "frames_sent": len(sent),
+        "frames_answered": len(lat), "frames_lost": len(lost),
+        "answered_fps": len(lat) / elapsed if elapsed else 0.0,
+        "sent_fps": len(sent) / elapsed if elapsed else 0.0,
+        "latency_ms": {q: float(np.percentile(values, float(q[1:])))
+                       for q in ("p50", "p90", "p95", "p99")},
+        "switches": node.switches,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mode", choices=("adaptive", "rate", "sink", "switch"), required=True)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--hz", type=float, default=30.0)
+    p.add_argument("--inflight", type=int, default=2)
+    p.add_argument("--topic", default="/bench_camera/image_raw")
+    p.add_argument("--detections", default="/detections")
+    p.add_argument("--switch-service", default="/detector/switch_engine")
+    p.add_argument("--switch-cycle", default="[]", help="JSON list of [precision, profile]")
+    p.add_argument("--switch-every-s", type=float, default=1.5)
+    p.add_argument("--drain-s", type=float, default=3.0, help="wait for late answers")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    rclpy.init()
+    node = Feeder(args)
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    result: dict[str, object] = {"mode": args.mode}
+    try:
+        if args.mode == "sink":
+            time.sleep(args.seconds)
+            return 0
+        if args.mode == "switch":
+            run_switches(node, json.loads(args.switch_cycle), 0.0, threading.Event())
+            result["switches"] = node.switches
+        elif not node.wait_for_subscriber():
+            print("feeder: nobody subscribed to", args.topic, file=sys.stderr)
+            return 2
+        else:
+            result |= stream(node, args)
+    finally:
+        executor.shutdown()
+        spinner.join(timeout=10)  # spin() must have returned before the node goes away
+        node.destroy_node()
+        rclpy.try_shutdown()
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

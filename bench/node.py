@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""The node against the bare pipeline, engine switches at 30 fps, latency per variant.
+
+    source scripts/env.sh
+    python bench/node.py --quick          # about 3 minutes on 2 cores
+    python bench/node.py                  # longer windows, 3 repeats
+
+Writes ``results/bench/node.json`` with:
+
+* ``throughput``: per variant (fp32 and the guard-passing int8 the node picks)
+  ``bare_alone_fps`` (``Detector.detect`` on the same 640x480 bgr8 frame, viewed as the node
+  views a message, in the same configuration: one detector per worker thread), then
+  ``node_fps`` (frames answered per second by the node while bench/feeder.py publishes at
+  ``fed_fps`` = 1.25 x bare_alone_fps: faster than it can take them, so it always has a
+  fresh frame and its own speed is what is measured) and ``bare_fps`` (the bare pipeline
+  again while the same publisher sends at the same rate into a subscriber process that
+  discards the frames, so both runs share the machine alike); ``ratio`` = node / bare.
+  Variants and the three measurements interleave, repeated ``--repeats`` times: the
+  medians and every repeat are recorded. Bar: ratio >= 0.90.
+* ``int8_over_fp32_node``: node frames/s of int8 over fp32 (bar >= 2.0).
+* ``switch``: at 30 fps, a cycle through every (precision, fusion profile) pair the backend
+  runs: ``switch_ms_p50``/``switch_ms_max`` (bar <= 250), frames sent/answered/lost (bar 0).
+* ``latency_30fps``: end-to-end p50/p95 per variant (image stamp to detections received).
+
+The node runs in the configuration of ``config/detector.yaml`` unless ``--workers`` /
+``--threads`` override it (the JSON records which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_trt_ros.choices import FUSION_PROFILES, PRECISIONS
+from edge_trt_ros.dataset import render_sample
+from edge_trt_ros.detector import Detector
+from edge_trt_ros.reports.environment import environment_record
+from edge_trt_ros.resources import DEFAULT_MODEL, find_resource
+from edge_trt_ros.ros.processes import start_detector
+from edge_trt_ros.runtime.detector_runtime import RuntimeConfig, plan_for
+from edge_trt_ros.vision.decode import DecodeParams
+from edge_trt_ros.vision.image import image_view
+
+ROOT = Path(__file__).resolve().parents[1]
+FEEDER = ROOT / "bench" / "feeder.py"
+TOPIC = "/bench_camera/image_raw"
+
+
+def feeder(mode: str, seconds: float, out: Path | None = None, **options: object
+           ) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, str(FEEDER), "--mode", mode, "--seconds", f"{seconds:g}",
+           "--topic", TOPIC]
+    for key, value in options.items():
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    if out is not None:
+        cmd += ["--out", str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def feed(mode: str, seconds: float, tmp: Path, **options: object) -> dict[str, Any]:
+    out = tmp / f"feed-{time.monotonic_ns()}.json"
+    proc = feeder(mode, seconds, out, **options)
+    _, err = proc.communicate(timeout=seconds + 180)
+    if proc.returncode != 0:
+        raise RuntimeError(f"feeder failed ({proc.returncode}): {err.decode()[-2000:]}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+class NodeProcess:
+    """The detector as the launch file starts it, on the bench camera topic."""
+
+    def __init__(self, tmp: Path, params: dict[str, str]) -> None:
+        self.log = tmp / f"detector-{time.monotonic_ns()}.log"
+        with self.log.open("wb") as out:
+            self.proc = start_detector(TOPIC, backend="onnxruntime", extra_params=params,
+                                       stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "active: subscribed to" in self.log.read_text():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"detector did not start:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def switch(precision: str, profile: str, tmp: Path) -> None:
+    """Put the running node on a variant (a one-entry switch cycle with no frames)."""
+    r = feed("switch", 0, tmp, switch_cycle=json.dumps([[precision, profile]]))
+    if not r["switches"] or not r["switches"][0].get("success"):
+        raise RuntimeError(f"switch to {precision}/{profile} failed: {r['switches']}")
+
+
+def bench_frame() -> np.ndarray:
+    rgb = render_sample(30_000_000, width=640, height=480).image
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def bare_fps(config: RuntimeConfig, precision: str, seconds: float) -> float:
+    """Frames/s of ``Detector.detect`` in the node's configuration: one detector per worker
+    thread, each on the same bgr8 frame viewed the way the node views a message."""
+    plan = plan_for(config, precision, "max")
+    pixels = bench_frame()
+    data = pixels.tobytes()
+    workers, _ = config.workers_for("cpu")
+    detectors = [Detector.from_spec(plan.spec, config.decode) for _ in range(workers)]
+    counts = [0] * len(detectors)
+    start = threading.Barrier(len(detectors) + 1)
+    end_at: list[float] = []
+
+    def loop(i: int) -> None:
+        det = detectors[i]
+        view = image_view(data, "bgr8", 480, 640, 1920)
+        for _ in range(3):
+            det.detect(view)
+        start.wait()
+        while time.monotonic() < end_at[0]:
+            det.detect(view)
+            counts[i] += 1
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(detectors))]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    end_at.append(time.monotonic() + seconds)
+    t0 = time.monotonic()
+    start.wait()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    for d in detectors:
+        d.release()
+    return sum(counts) / elapsed
+
+
+def node_config(args: argparse.Namespace) -> tuple[RuntimeConfig, dict[str, str]]:
+    """The runtime configuration the node runs with (params file + overrides)."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "config" / "detector.yaml").read_text())["/**"][
+        "ros__parameters"]
+    workers = params["workers"] if args.workers is None else args.workers
+    threads = params["intra_op_threads"] if args.threads is None else args.threads
+    overrides = {"workers": str(workers), "intra_op_threads": str(threads),
+                 "input_qos.reliability": "reliable", "input_qos.depth": "10"}
+    model = str(find_resource(DEFAULT_MODEL))
+    config = RuntimeConfig(model_path=model, backend="onnxruntime", device="cpu",
+                           workers=workers, intra_op_threads=threads, shipped_model=model,
+                           decode=DecodeParams(params["confidence_threshold"],
+                                               params["nms_iou_threshold"],
+                                               params["max_detections"]))
+    return config, overrides
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    config, overrides = node_config(args)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_node."))
+    overrides["engine_cache_dir"] = str(tmp / "cache")
+    window, repeats = (5.0, 2) if args.quick else (args.window_s, args.repeats)
+    variants = ["fp32", "int8"]
+    raw: dict[str, dict[str, list[float]]] = {
+        v: {"node_fps": [], "bare_fps": [], "bare_alone_fps": [], "ratio": [],
+            "fed_fps": []} for v in variants}
+    workers, threads = config.workers_for("cpu")
+    print(f"node benchmark: {workers} worker(s) x {threads or 'all'} thread(s), window "
+          f"{window:g} s x {repeats} repeats", flush=True)
+    node = NodeProcess(tmp, overrides)
+    try:
+        node.wait_ready()
+        feed("adaptive", 2.0, tmp)  # warm the DDS path
+        for r, v in itertools.product(range(repeats), variants):
+            alone = bare_fps(config, v, window)
+            rate = min(1.25 * alone, 150.0)
+            switch(v, "max", tmp)
+            got = feed("rate", window, tmp, hz=f"{rate:.2f}", drain_s=1.0)
+            sink = feeder("sink", window + 4.0, topic=TOPIC + "_sink")  # not the node's topic
+            pub = feeder("rate", window + 2.0, hz=f"{rate:.2f}", topic=TOPIC + "_sink")
+            time.sleep(1.0)
+            bare = bare_fps(config, v, window)
+            pub.wait(timeout=60)
+            sink.wait(timeout=60)
+            raw[v]["bare_alone_fps"].append(alone)
+            raw[v]["fed_fps"].append(got["sent_fps"])
+            raw[v]["node_fps"].append(got["frames_answered"] / got["seconds"])
+            raw[v]["bare_fps"].append(bare)
+            raw[v]["ratio"].append(raw[v]["node_fps"][-1] / bare)
+            print(f"  repeat {r + 1} {v}: node {raw[v]['node_fps'][-1]:.1f} fps (fed "
+                  f"{got['sent_fps']:.1f}), bare {bare:.1f} with the publisher, "
+                  f"{alone:.1f} alone", flush=True)
+        latency = {}
+        for v in PRECISIONS:
+            switch(v, "max", tmp)
+            got = feed("rate", window, tmp, hz=30)
+            latency[v] = {"p50_ms": got["latency_ms"]["p50"],
+                          "p95_ms": got["latency_ms"]["p95"],
+                          "frames_sent": got["frames_sent"], "frames_lost": got["frames_lost"]}
+            print(f"  30 fps {v}: end-to-end p50 {latency[v]['p50_ms']:.1f} ms, p95 "
+                  f"{latency[v]['p95_ms']:.1f} ms, lost {got['frames_lost']}", flush=True)
+        switch("fp32", "max", tmp)
+        pairs = [[p, f] for p in PRECISIONS for f in FUSION_PROFILES]
+        pairs = pairs[1:] + pairs[:1]  # start away from fp32/max, end on it
+        every = 1.0 if args.quick else 2.0
+        got = feed("rate", every * (len(pairs) + 1), tmp, hz=30,
+                   switch_cycle=json.dumps(pairs), switch_every_s=every, drain_s=5)
+        ms = [s["switch_ms"] for s in got["switches"] if s.get("success")]
+        switch_result = {
+            "pairs": pairs, "switches": got["switches"],
+            "switch_ms_p50": median(ms), "switch_ms_max": max(ms) if ms else float("nan"),
+            "switches_failed": sum(1 for s in got["switches"] if not s.get("success")),
+            "frames_sent": got["frames_sent"], "frames_answered": got["frames_answered"],
+            "frames_lost": got["frames_lost"], "rate_hz": 30,
+        }
+        print(f"  switch cycle at 30 fps: {len(ms)} switches, p50 "
+              f"{switch_result['switch_ms_p50']:.0f} ms, max {switch_result['switch_ms_max']:.0f}"
+              f" ms; frames sent {got['frames_sent']}, lost {got['frames_lost']}", flush=True)
+    finally:
+        node.stop()
+    throughput = {v: {k: median(vals) for k, vals in m.items()} | {"repeats": m}
+                  for v, m in raw.items()}
+    int8_ratio = [i / f for i, f in zip(raw["int8"]["node_fps"], raw["fp32"]["node_fps"],
+                                        strict=True)]
+    return {
+        "schema": "edge_trt_ros.bench.node/1",
+        "config": {"workers": workers, "intra_op_threads_per_worker": threads,
+                   "workers_param": config.workers, "intra_op_threads_param":
+                   config.intra_op_threads,
+                   "window_s": window, "repeats": repeats, "frame": "640x480 bgr8",
+                   "input_qos": "reliable, depth 10", "backend": "onnxruntime (cpu)",
+                   "int8_variant": plan_for(config, "int8", "max").variant.name},
+        "throughput": throughput,
+        "int8_over_fp32_node": median(int8_ratio), "int8_over_fp32_node_repeats": int8_ratio,
+        "switch": switch_result,
+        "latency_30fps": latency,
+        "bars": {"ratio_min": 0.90, "int8_over_fp32_node_min": 2.0, "switch_ms_max": 250,
+                 "frames_lost": 0},
+        "environment": environment_record({"model": config.model_path}),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="5 s windows, 2 repeats")
+    p.add_argument("--window-s", type=float, default=15.0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--workers", type=int, default=None, help="override the params file's")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads per worker")
+    p.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "node.json")
+    args = p.parse_args(argv)
+    os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    result = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Result files a person can open: the environment record every benchmark result carries."""

@@ -1,0 +1,264 @@
+"""The running detector without ROS: what the node wires to topics, parameters and services.
+
+:class:`DetectorRuntime` owns the variant catalog, the engine switcher, the worker pool and
+the counters. Built at configure (the first engine is opened, never between frames); frames
+go in through :meth:`frame` from any thread; results come out through the ``emit`` callback
+on a worker thread; :meth:`request` (or :meth:`submit`, which returns at once) switches
+precision / fusion profile while frames flow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_trt_ros.choices import AUTO
+from edge_trt_ros.detector import Detector
+from edge_trt_ros.engines.registry import Capabilities, capabilities, resolve_backend
+from edge_trt_ros.engines.spec import EngineSpec
+from edge_trt_ros.errors import EdgeTrtError
+from edge_trt_ros.runtime.counters import FrameCounters
+from edge_trt_ros.runtime.mailbox import Frame
+from edge_trt_ros.runtime.selection import Fp16Missing, Plan, SwitchRefused, plan_engine
+from edge_trt_ros.runtime.stats import FrameWindow
+from edge_trt_ros.runtime.switcher import ActiveEngine, EngineSwitcher
+from edge_trt_ros.runtime.workers import FrameResult, WorkerPool
+from edge_trt_ros.variants.catalog import Catalog, default_variants_dir
+from edge_trt_ros.vision.decode import DecodeParams
+from edge_trt_ros.vision.image import ImageView
+
+log = logging.getLogger("edge_trt_ros.runtime")
+MAX_AUTO_WORKERS = 4  # engines kept in memory at once; more cores rarely pay for the RAM
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/edge_trt_ros/engines`` (``~/.cache/...``): plans and made variants."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "edge_trt_ros" / "engines"
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Everything the runtime is configured with (the node's restart-only parameters)."""
+
+    model_path: str
+    backend: str = AUTO  # auto | onnxruntime | tensorrt
+    device: str = AUTO  # auto | cpu | cuda:N
+    precision: str = "fp32"
+    fusion_profile: str = "max"
+    intra_op_threads: int = 0  # 0 = all cores for one worker, cores/workers for several
+    workers: int = 0  # 0 = auto: one single-threaded engine per core on a CPU, one on a GPU
+    engine_cache_dir: str = ""  # "" = default_cache_dir()
+    variants_dir: str = ""  # "" = beside the shipped model, or per model in the cache
+    shipped_model: str = ""  # the package's own model (its variants ship beside it)
+    class_names: tuple[str, ...] = ()
+    output_layout: str = "auto"
+    decode: DecodeParams = field(default_factory=lambda: DecodeParams(0.25, 0.45, 100))
+    max_accuracy_drop: float = 0.005
+    hardware_fusion_default: str = "max"
+    stats_window_s: float = 5.0
+
+    def cache_dir(self) -> Path:
+        return Path(self.engine_cache_dir) if self.engine_cache_dir else default_cache_dir()
+
+    def catalog_dir(self) -> Path:
+        if self.variants_dir:
+            return Path(self.variants_dir)
+        return default_variants_dir(self.model_path, self.cache_dir(),
+                                    self.shipped_model or None)
+
+    def workers_for(self, device_kind: str) -> tuple[int, int]:
+        """(workers, intra-op threads per engine) on a ``cpu`` or ``cuda`` device.
+
+        Auto on a CPU: one single-threaded engine per core (at most MAX_AUTO_WORKERS): queued
+        frames then run side by side, which serves more frames than one engine spread over
+        the cores (whose threads wait for each other, and for anything else the machine
+        runs), and a slow frame (a switch being prepared) holds up one worker, not all.
+        On a GPU one engine: the device runs one stream's kernels at a time anyway."""
+        cores = os.cpu_count() or 1
+        workers = self.workers or (min(cores, MAX_AUTO_WORKERS) if device_kind == "cpu" else 1)
+        if self.intra_op_threads or workers == 1:
+            return workers, self.intra_op_threads
+        return workers, max(1, cores // workers)
+
+
+@dataclass(frozen=True)
+class SwitchOutcome:
+    success: bool
+    message: str
+    precision: str
+    fusion_profile: str
+    switch_ms: float = 0.0
+
+
+def base_spec(config: RuntimeConfig,
+              caps: Capabilities | None = None) -> tuple[EngineSpec, int, str]:
+    """(the spec before a variant is chosen, the number of workers, why this backend)."""
+    backend, device, why = resolve_backend(config.backend, config.device, caps)
+    workers, threads = config.workers_for(device.partition(":")[0])
+    spec = EngineSpec(backend, config.model_path, device=device, intra_op_threads=threads,
+                      cache_dir=str(config.cache_dir()))
+    return spec, workers, why
+
+
+def plan_for(config: RuntimeConfig, precision: str, fusion_profile: str, *,
+             force: bool = False, catalog: Catalog | None = None) -> Plan:
+    """Check a request against this machine, the catalog and the guard (no engine opened)."""
+    caps = capabilities()
+    try:
+        base, _, _ = base_spec(config, caps)
+        catalog = catalog or Catalog(config.model_path, config.catalog_dir())
+    except (EdgeTrtError, OSError) as exc:
+        raise SwitchRefused(str(exc)) from exc
+    return plan_engine(catalog, base, precision, fusion_profile,
+                       hardware_fusion_default=config.hardware_fusion_default,
+                       max_accuracy_drop=config.max_accuracy_drop, force=force,
+                       capabilities=caps)
+
+
+class DetectorRuntime:
+    """Catalog + switcher + workers + counters for one configured detector."""
+
+    def __init__(self, config: RuntimeConfig, convert: Callable[[object], ImageView],
+                 emit: Callable[[FrameResult], None], now_ns: Callable[[], int]) -> None:
+        self.config = config
+        self.capabilities = capabilities()
+        self.base, self.workers, self.backend_reason = base_spec(config, self.capabilities)
+        config.cache_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.catalog = Catalog(config.model_path, config.catalog_dir())
+        self.max_accuracy_drop = config.max_accuracy_drop
+        self.counters = FrameCounters(config.stats_window_s)
+        self.window = FrameWindow(config.stats_window_s)
+        self.switcher = EngineSwitcher(self._open_detector, self.workers, config.decode)
+        self.pool = WorkerPool(self.switcher, convert, emit, self.counters, self.window, now_ns)
+        self._history_lock = threading.Lock()
+        self._control = ThreadPoolExecutor(1, thread_name_prefix="edge-trt-switch")
+        self.last_switch: SwitchOutcome | None = None
+        self.last_refusal_time: float | None = None  # monotonic
+        plan = self._plan(config.precision, config.fusion_profile, force=False)
+        ms = self.switcher.start(plan.spec, plan.variant)
+        for note in plan.notes:
+            log.warning("%s", note)
+        log.info("engine %s (%s, %s on %s, %d worker(s) x %s thread(s)) ready in %.0f ms; "
+                 "backend %s", self.active.label, plan.spec.precision, plan.spec.backend,
+                 plan.spec.device, self.workers, plan.spec.intra_op_threads or "all", ms,
+                 self.backend_reason)
+
+    def _open_detector(self, spec: EngineSpec, decode: DecodeParams) -> Detector:
+        return Detector.from_spec(spec, decode, class_names=list(self.config.class_names)
+                                  or None, output_layout=self.config.output_layout)
+
+    def _plan(self, precision: str, fusion_profile: str, force: bool,
+              make_fp16: bool = True) -> Plan:
+        return plan_engine(self.catalog, self.base, precision, fusion_profile,
+                           hardware_fusion_default=self.config.hardware_fusion_default,
+                           max_accuracy_drop=self.max_accuracy_drop, force=force,
+                           capabilities=self.capabilities, make_fp16=make_fp16)
+
+    @property
+    def active(self) -> ActiveEngine:
+        return self.switcher.active
+
+    # -- frames -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.pool.start()
+
+    def stop(self) -> None:
+        self.pool.stop()
+
+    def frame(self, payload: object, stamp_ns: int, source: str = "") -> None:
+        """A camera frame in (from any thread; returns at once)."""
+        self.pool.submit(Frame(payload, stamp_ns, source))
+
+    # -- control ------------------------------------------------------------------------------
+    def validate(self, precision: str = "", fusion_profile: str = "",
+                 force: bool = False) -> str | None:
+        """Why the request would be refused, or None: everything knowable without opening
+        the engine (backend, device, variant file and hash, the guard). Fast: no file is
+        made or loaded, so a parameter callback can call it."""
+        active = self.active
+        try:
+            self._plan(precision or active.spec.precision,
+                       fusion_profile or active.spec.fusion_profile, force, make_fp16=False)
+        except Fp16Missing:
+            return None
+        except SwitchRefused as exc:
+            return str(exc)
+        return None
+
+    def submit(self, precision: str = "", fusion_profile: str = "", *, force: bool = False,
+               reason: str = "request") -> Future[SwitchOutcome]:
+        """:meth:`request` on the switch thread: returns at once, the future completes with
+        the outcome. Requests run one after another in submission order."""
+        return self._control.submit(self.request, precision, fusion_profile, force=force,
+                                    reason=reason)
+
+    def request(self, precision: str = "", fusion_profile: str = "", *, force: bool = False,
+                reason: str = "request") -> SwitchOutcome:
+        """Switch to (precision, fusion_profile) ('' keeps the current one); never raises.
+
+        Serialized with every other request; the outcome says why a refusal happened and
+        the running engine is untouched then."""
+        active = self.active
+        precision = precision or active.spec.precision
+        fusion_profile = fusion_profile or active.spec.fusion_profile
+        try:
+            plan = self._plan(precision, fusion_profile, force)
+            if plan.spec == active.spec:
+                outcome = SwitchOutcome(True, f"already running {active.label}",
+                                        plan.spec.precision, plan.spec.fusion_profile)
+            else:
+                label = "forced " + reason if plan.forced else reason
+                ms = self.switcher.switch(plan.spec, plan.variant, reason=label,
+                                          forced=plan.forced)
+                for note in plan.notes:
+                    log.warning("%s", note)
+                outcome = SwitchOutcome(True, "; ".join(
+                    [f"switched to {self.active.label} in {ms:.0f} ms", *plan.notes]),
+                    plan.spec.precision, plan.spec.fusion_profile, ms)
+        except SwitchRefused as exc:
+            outcome = self._refused(str(exc), reason)
+        except Exception as exc:  # building/loading the new engine failed: keep the old one
+            outcome = self._refused(f"preparing {precision}/{fusion_profile} failed "
+                                    f"({type(exc).__name__}: {exc}); still running "
+                                    f"{self.active.label}", reason)
+        with self._history_lock:
+            self.last_switch = outcome
+        return outcome
+
+    def _refused(self, why: str, reason: str) -> SwitchOutcome:
+        active = self.active
+        self.last_refusal_time = time.monotonic()
+        log.warning("switch refused (%s): %s", reason, why)
+        return SwitchOutcome(False, why, active.spec.precision, active.spec.fusion_profile)
+
+    def update_decode(self, **changes: float | int) -> DecodeParams:
+        return self.switcher.update_decode(**changes)
+
+    def describe_variants(self) -> list[dict[str, Any]]:
+        """Every variant of the catalog, whether this backend/device runs it, and its
+        accuracy (for ``~/get_engine_info``)."""
+        out = []
+        picks = self.catalog.available(self.base.backend, self.base.device_kind)
+        for v in self.catalog.variants.values():
+            entry = v.describe()
+            served = picks.get(v.precision)
+            entry["runs_here"] = served is not None and served.name == v.name
+            entry["reason"] = "" if entry["runs_here"] else (
+                f"{self.base.backend} on {self.base.device} serves {v.precision} with "
+                f"{served.name}" if served else f"no {v.precision} for {self.base.backend}")
+            out.append(entry)
+        return out
+
+    def close(self) -> None:
+        """Finish the switch in progress, stop the workers and release every engine."""
+        self._control.shutdown(wait=True, cancel_futures=True)
+        self.pool.stop()
+        self.switcher.close()

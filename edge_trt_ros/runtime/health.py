@@ -1,0 +1,119 @@
+"""What the detector's /diagnostics say, decided without ROS: one :class:`Health` per concern.
+
+Levels follow diagnostic_msgs (OK 0, WARN 1, ERROR 2) and every status describes the current
+window: a failed or rejected frame raises the level while it is recent and the status comes
+back to OK once the stream is healthy again.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from edge_trt_ros.runtime.counters import FAILED, REJECTED, REPLACED, CounterSnapshot
+from edge_trt_ros.runtime.detector_runtime import DetectorRuntime
+from edge_trt_ros.runtime.stats import WindowStats
+
+OK, WARN, ERROR = 0, 1, 2
+REFUSAL_SHOWN_S = 30.0  # a refused switch keeps the engine status at WARN this long
+
+
+@dataclass(frozen=True)
+class Health:
+    name: str  # the concern: inference, engine, accuracy guard, input stream
+    level: int
+    message: str
+    values: dict[str, str] = field(default_factory=dict)
+    hardware_id: str = ""
+
+
+def _points(drop: float | None) -> str:
+    return "n/a" if drop is None or not math.isfinite(drop) else f"{drop * 100:.2f}"
+
+
+def inference_health(state: str, stats: WindowStats, counters: CounterSnapshot,
+                     device: str = "") -> Health:
+    values = {"frames_processed": str(counters.processed),
+              "frames_failed": str(counters.dropped[FAILED]),
+              f"failed_last_{counters.window_s:g}s": str(counters.recent[FAILED])}
+    if state != "active":
+        return Health("inference", WARN, f"{state}: no frames are processed", values, device)
+    if counters.recent[FAILED]:
+        why = counters.last_reason.get(FAILED, "")
+        return Health("inference", ERROR, f"{counters.recent[FAILED]} frames failed in the "
+                      f"engine in the last {counters.window_s:g} s: {why}", values, device)
+    if stats.frames:
+        return Health("inference", OK, f"{stats.fps:.1f} fps, inference p50 "
+                      f"{stats.inference_p50_ms:.1f} ms", values, device)
+    return Health("inference", WARN, f"no frames in the last {stats.window_s:g} s", values,
+                  device)
+
+
+def input_health(state: str, counters: CounterSnapshot) -> Health:
+    values = {"frames_received": str(counters.received),
+              "frames_rejected": str(counters.dropped[REJECTED]),
+              "frames_replaced": str(counters.dropped[REPLACED])}
+    if state != "active":
+        return Health("input stream", WARN, f"{state}: not subscribed to images", values)
+    if counters.recent[REJECTED]:
+        return Health("input stream", WARN, f"{counters.recent[REJECTED]} frames dropped in the "
+                      f"last {counters.window_s:g} s: {counters.last_reason.get(REJECTED, '')}",
+                      values)
+    if counters.received:
+        replaced = counters.recent[REPLACED]
+        note = (f"; {replaced} replaced by newer frames in the last {counters.window_s:g} s "
+                "(input faster than the engine)") if replaced else ""
+        return Health("input stream", OK, f"{counters.received} frames received{note}", values)
+    return Health("input stream", WARN, "no images received yet", values)
+
+
+def engine_health(runtime: DetectorRuntime | None, now: float | None = None) -> Health:
+    if runtime is None:
+        return Health("engine", WARN, "no engine loaded (unconfigured)")
+    active = runtime.active
+    info = active.first.engine.info
+    values = {"backend": info.backend, "backend_version": info.backend_version,
+              "variant": active.variant.name, "precision": info.precision,
+              "fusion_profile": info.fusion_profile, "engine_id": info.engine_id,
+              "file": str(active.variant.path), "workers": str(len(active.detectors)),
+              "selected_by": active.reason}
+    last = runtime.last_switch
+    refused_at = runtime.last_refusal_time
+    now = time.monotonic() if now is None else now
+    if last is not None:
+        values["last_switch"] = last.message
+    if refused_at is not None and now - refused_at < REFUSAL_SHOWN_S and last is not None \
+            and not last.success:
+        return Health("engine", WARN, f"running {active.label}; switch refused: "
+                      f"{last.message}", values, info.device)
+    return Health("engine", OK, f"running {active.label} on {info.backend} {info.device}",
+                  values, info.device)
+
+
+def guard_health(runtime: DetectorRuntime | None) -> Health:
+    if runtime is None:
+        return Health("accuracy guard", WARN, "no engine loaded (unconfigured)")
+    active = runtime.active
+    variant, limit = active.variant, runtime.max_accuracy_drop
+    ev = variant.evaluation or {}
+    values = {"variant": variant.name, "max_accuracy_drop_points": _points(limit),
+              "map50": "n/a" if variant.map50 is None else f"{variant.map50:.4f}",
+              "worst_drop_points": _points(variant.drop())}
+    values |= {f"drop_points_{k}": _points(v)
+               for k, v in ev.get("map50_drop_vs_fp32", {}).items()}
+    if active.forced:
+        return Health("accuracy guard", WARN, f"FORCED: {variant.name} loses "
+                      f"{_points(variant.drop())} mAP@0.5 points against fp32 (max "
+                      f"{_points(limit)})", values)
+    guard = variant.within_guard(limit)
+    if guard is None:
+        level = OK if variant.precision == "fp32" else WARN
+        return Health("accuracy guard", level, f"{variant.name}: accuracy not measured"
+                      + ("" if level == OK else f" (`{runtime.catalog.build_command()}`)"),
+                      values)
+    if not guard:
+        return Health("accuracy guard", WARN, f"{variant.name} loses {_points(variant.drop())} "
+                      f"points, above max_accuracy_drop {_points(limit)}", values)
+    return Health("accuracy guard", OK, f"{variant.name} within {_points(limit)} points of "
+                  f"fp32 (worst {_points(variant.drop())}, every lux bin)", values)

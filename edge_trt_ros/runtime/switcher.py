@@ -1,0 +1,176 @@
+"""Engine switches between two frames: prepare off the hot path, swap, release after use.
+
+A switch opens the new engine(s) (a cache load, a session, or a TensorRT build) and runs one
+warm-up frame on each while the workers keep serving frames on the old engine; only then is
+the active engine replaced, in one reference assignment. The old engine is released when
+the last frame that started on it has finished, so no frame is dropped or cut short by a
+switch. Requests are serialized: each is applied or refused before the next one starts
+(arrival order); a refused or failed switch leaves the running engine untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from edge_trt_ros.detector import Detector
+from edge_trt_ros.engines.spec import EngineSpec
+from edge_trt_ros.errors import EngineError
+from edge_trt_ros.variants.catalog import Variant
+from edge_trt_ros.vision.decode import DecodeParams
+
+log = logging.getLogger("edge_trt_ros.runtime.switcher")
+
+OpenDetector = Callable[[EngineSpec, DecodeParams], Detector]
+
+
+@dataclass(frozen=True)
+class ActiveEngine:
+    """What serves frames now: one detector per worker, all on the same spec."""
+
+    spec: EngineSpec
+    variant: Variant
+    detectors: tuple[Detector, ...]
+    reason: str  # why it became active (configure, a service call, a parameter, forced)
+    forced: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant.name}/{self.spec.fusion_profile}"
+
+    @property
+    def first(self) -> Detector:
+        return self.detectors[0]
+
+
+class _Slot:
+    """An engine plus the frames running on it, so it is released only when they finish."""
+
+    def __init__(self, engine: ActiveEngine) -> None:
+        self.engine = engine
+        self.inflight = 0
+        self.retired = False
+
+
+def warm_up(detector: Detector) -> None:
+    """One frame through the whole pipeline: the first run allocates (and, on a GPU, may
+    compile kernels), and a broken engine fails here rather than on a camera frame."""
+    h, w = detector.info.input_hw
+    detector.detect(np.zeros((h, w, 3), np.uint8))
+
+
+class EngineSwitcher:
+    """Holds the active engine; workers lease it per frame, switches replace it."""
+
+    def __init__(self, open_detector: OpenDetector, workers: int, decode: DecodeParams) -> None:
+        if workers < 1:
+            raise ValueError("need at least one worker")
+        self._open = open_detector
+        self.workers = workers
+        self._decode = decode
+        self._lock = threading.Lock()  # guards _slot, inflight counts and _decode
+        self._switching = threading.Lock()  # serializes whole switches
+        self._slot: _Slot | None = None
+
+    @property
+    def active(self) -> ActiveEngine:
+        slot = self._slot
+        if slot is None:
+            raise EngineError("no engine loaded (the node is not configured)")
+        return slot.engine
+
+    @property
+    def decode(self) -> DecodeParams:
+        return self._decode
+
+    def _prepare(self, spec: EngineSpec, variant: Variant, reason: str,
+                 forced: bool) -> ActiveEngine:
+        detectors: list[Detector] = []
+        try:
+            for _ in range(self.workers):
+                detector = self._open(spec, self._decode)
+                detectors.append(detector)
+                warm_up(detector)
+        except BaseException:
+            for d in detectors:
+                d.release()
+            raise
+        return ActiveEngine(spec, variant, tuple(detectors), reason, forced)
+
+    def start(self, spec: EngineSpec, variant: Variant, reason: str = "configured") -> float:
+        """Open the first engine (at configure); returns milliseconds taken."""
+        return self.switch(spec, variant, reason=reason)
+
+    def switch(self, spec: EngineSpec, variant: Variant, *, reason: str,
+               forced: bool = False) -> float:
+        """Prepare ``spec`` and make it active; returns the milliseconds from request to swap.
+
+        Raises whatever opening the engine raised (EngineError and friends); the running
+        engine is untouched then."""
+        with self._switching:
+            t0 = time.perf_counter()
+            new = self._prepare(spec, variant, reason, forced)
+            with self._lock:
+                for d in new.detectors:  # thresholds changed while it was being prepared
+                    d.params = self._decode
+                old, self._slot = self._slot, _Slot(new)
+                release_now = old is not None and old.inflight == 0
+                if old is not None:
+                    old.retired = True
+            elapsed_ms = (time.perf_counter() - t0) * 1e3
+            if old is not None and release_now:
+                self._release(old.engine)
+            if old is not None:
+                log.info("engine %s -> %s in %.0f ms (%s)", old.engine.label, new.label,
+                         elapsed_ms, reason)
+            return elapsed_ms
+
+    @contextlib.contextmanager
+    def lease(self, worker: int) -> Iterator[tuple[ActiveEngine, Detector]]:
+        """The engine one frame runs on; a switch waits for the lease to end before it
+        releases that engine."""
+        with self._lock:
+            slot = self._slot
+            if slot is None:
+                raise EngineError("no engine loaded (the node is not configured)")
+            slot.inflight += 1
+        try:
+            yield slot.engine, slot.engine.detectors[worker % len(slot.engine.detectors)]
+        finally:
+            with self._lock:
+                slot.inflight -= 1
+                release = slot.retired and slot.inflight == 0
+            if release:
+                self._release(slot.engine)
+
+    def update_decode(self, **changes: float | int) -> DecodeParams:
+        """New thresholds for the next frame on every detector (and on engines prepared
+        later)."""
+        with self._lock:
+            self._decode = replace(self._decode, **changes)  # type: ignore[arg-type]
+            if self._slot is not None:
+                for d in self._slot.engine.detectors:
+                    d.params = self._decode
+            return self._decode
+
+    def close(self) -> None:
+        """Release the active engine (after its in-flight frames); no engine afterwards."""
+        with self._switching, self._lock:
+            slot, self._slot = self._slot, None
+            if slot is None:
+                return
+            slot.retired = True
+            release_now = slot.inflight == 0
+        if release_now:
+            self._release(slot.engine)
+
+    @staticmethod
+    def _release(engine: ActiveEngine) -> None:
+        for d in engine.detectors:
+            d.release()
