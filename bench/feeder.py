@@ -58,7 +58,7 @@ class Feeder(Node):
         self.frames = frames()
         self.pub = self.create_publisher(Image, args.topic, RELIABLE)
         self.lock = threading.Lock()
-        self.sent: dict[int, int] = {}  # stamp -> index
+        self.sent: dict[int, float] = {}  # stamp -> monotonic send time
         self.latency_ms: dict[int, float] = {}
         self.answered = threading.Condition(self.lock)
         if args.mode == "sink":
@@ -83,7 +83,7 @@ class Feeder(Node):
         now = self.get_clock().now()
         msg.header.stamp = now.to_msg()
         with self.lock:
-            self.sent[now.nanoseconds] = i
+            self.sent[now.nanoseconds] = time.monotonic()
         self.pub.publish(msg)
 
     def wait_for_subscriber(self, timeout: float = 30.0) -> bool:
@@ -125,16 +125,17 @@ def run_switches(node: Feeder, cycle: list[list[str]], every_s: float, stop: thr
         if stop.wait(every_s):
             return  # the stream ended: no new request (one already sent is awaited)
         t0 = time.monotonic()
+        node.switches.append({"to": [precision, profile], "sent_at": t0})
         future = node.switch.call_async(SwitchEngine.Request(precision=precision,
                                                              fusion_profile=profile))
         deadline = t0 + 120.0
         while not future.done() and time.monotonic() < deadline:
             time.sleep(0.005)
         r = future.result()
-        node.switches.append({
-            "to": [precision, profile], "success": bool(r and r.success),
-            "message": r.message if r else "no answer", "switch_ms": r.switch_time_ms if r
-            else None, "call_ms": round((time.monotonic() - t0) * 1e3, 1)})
+        node.switches[-1] |= {
+            "success": bool(r and r.success), "message": r.message if r else "no answer",
+            "switch_ms": r.switch_time_ms if r else None,
+            "call_ms": round((time.monotonic() - t0) * 1e3, 1)}
 
 
 def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
@@ -157,6 +158,7 @@ def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
                                timeout=max(0.0, deadline - time.monotonic()))
         sent, lat = dict(node.sent), dict(node.latency_ms)
     lost = [s for s in sent if s not in lat]
+    t0_sent = min(sent.values()) if sent else 0.0
     values = np.array(list(lat.values())) if lat else np.array([np.nan])
     return {
         "seconds": round(elapsed, 3), "frames_sent": len(sent),
@@ -165,7 +167,8 @@ def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
         "sent_fps": len(sent) / elapsed if elapsed else 0.0,
         "latency_ms": {q: float(np.percentile(values, float(q[1:])))
                        for q in ("p50", "p90", "p95", "p99")},
-        "switches": node.switches,
+        "switches": [dict(s, sent_at=round(s["sent_at"] - t0_sent, 3)) for s in node.switches],
+        "lost_sent_at": sorted(round(sent[s] - t0_sent, 3) for s in lost),
     }
 
 

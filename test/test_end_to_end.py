@@ -98,3 +98,7 @@ def test_demo_runs_the_pipeline_and_reports_live_figures(tmp_path) -> None:  # t
     tops = float(summary.split(" FPS/W, ")[1].split(" effective TOPS/W")[0])
     assert tops > 0, out.stdout
     assert ("ESTIMATED" in summary) == machine_power_sensor().estimated, summary
+    # the tour through the variants: every switch done, and reported with its figures
+    for a, b in (("fp32", "int8"), ("int8", "fp16"), ("fp16", "fp32")):
+        assert f"switch {a} -> {b}: done in" in out.stdout, out.stdout
+        assert f"  {a} -> {b}: fps " in summary, summary

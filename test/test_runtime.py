@@ -390,3 +390,33 @@ def test_shipped_variants_are_complete_and_measured() -> None:
                                                                  "sunlit"}
     manifest = json.loads((root / "models" / "variants" / "variants.json").read_text())
     assert manifest["evaluation"]["how"]["frames"] == 800
+
+
+def test_nonfinite_outputs_are_counted_and_reported(tmp_path: Path) -> None:
+    """A model whose output holds NaN rows: the frame is still answered (without them), the
+    counters and the inference status say so."""
+    from onnx_models import constant_output_model
+
+    from edge_trt_ros.runtime.health import WARN, inference_health
+    from edge_trt_ros.runtime.stats import WindowStats
+
+    out = yolov8_output([(10, 10, 4, 4), (40, 30, 8, 8)], [[0.9, 0.0], [0.8, 0.0]])
+    out[0, 0, 1] = np.nan
+    model = constant_output_model(tmp_path / "nan.onnx", {"output0": out}, (64, 96),
+                                  names_metadata(["scratch", "crack"], (64, 96)))
+    done: list[FrameResult] = []
+    pool, switcher, counters = _pool(model, tmp_path / "v", done.append)
+    pool.start()
+    pool.submit(Frame(np.zeros((64, 96, 3), np.uint8), 1))
+    deadline = time.monotonic() + 5
+    while not done and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pool.stop()
+    switcher.close()
+    [result] = done
+    assert len(result.detections.scores) == 1 and result.detections.nonfinite == 1
+    snap = counters.snapshot()
+    assert snap.processed == 1 and snap.nonfinite_frames == 1
+    stats = WindowStats(5.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1)
+    health = inference_health("active", stats, snap)
+    assert health.level == WARN and "NaN/inf" in health.message

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
 import os
+import platform
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +70,23 @@ class CacheKey:
     def digest(self) -> str:
         return hashlib.sha256(self.canonical().encode()).hexdigest()[:32]
 
+
+
+@functools.cache
+def cpu_identity() -> str:
+    """'cpu:<model> <hash of the ISA flags>': what a CPU-optimised graph depends on (ONNX
+    Runtime picks blocked layouts and kernels by instruction set)."""
+    model, flags = platform.machine(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == platform.machine():
+                model = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = " ".join(sorted(value.split()))
+    except OSError:
+        pass
+    return f"cpu:{model} isa-{hashlib.sha256(flags.encode()).hexdigest()[:12]}"
 
 
 def _frame(payload: bytes) -> bytes:

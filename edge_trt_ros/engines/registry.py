@@ -168,7 +168,8 @@ def open_engine(spec: EngineSpec, caps: Capabilities | None = None) -> Engine:
 
         return OnnxRuntimeEngine(spec.model_path, precision=spec.precision,
                                  fusion_profile=spec.fusion_profile,
-                                 intra_op_threads=spec.intra_op_threads, device=spec.device)
+                                 intra_op_threads=spec.intra_op_threads, device=spec.device,
+                                 cache_dir=spec.cache_dir or None)
     from edge_trt_ros.engines.tensorrt_backend import load_engine
 
     try:

@@ -34,7 +34,8 @@ class EngineSpec:
     ``calibration_sha256`` is the int8 file's calibration key (a TensorRT cache-key field).
     ``trt_options`` are device-wide TensorRT build settings (workspace, batch, DLA core) as
     ``(name, value)`` pairs of :class:`TrtBuildConfig` fields; the per-variant ones come from
-    the fusion table. ``cache_dir`` is where TensorRT plans are cached.
+    the fusion table. ``cache_dir`` is the engine cache: TensorRT plans, and the graphs ONNX
+    Runtime optimised for this CPU ("" = no cache).
     """
 
     backend: str

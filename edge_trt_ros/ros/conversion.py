@@ -81,6 +81,7 @@ def efficiency_msg(header: Header, state: str, runtime: DetectorRuntime, stats: 
         frames_received=counters.received, frames_processed=counters.processed,
         frames_dropped=counters.dropped_total, frames_replaced=counters.dropped[REPLACED],
         frames_rejected=counters.dropped[REJECTED], frames_failed=counters.dropped[FAILED],
+        frames_nonfinite=counters.nonfinite_frames,
         map50=_num(variant.map50), map50_drop_vs_fp32=_num(variant.drop()),
         adaptive_mode="off", last_decision="")
     nan = float("nan")

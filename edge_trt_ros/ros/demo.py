@@ -3,7 +3,10 @@
 Starts the camera and the detector as processes, exactly as a robot would run them
 (same executables, params file and remappings as detector.launch.py), watches their
 topics like any other AGV node would, prints one line a second and a summary, then stops
-both. ``scripts/demo.sh`` runs it after the bootstrap.
+both. On the way it switches the running engine fp32 -> int8 -> fp16 -> fp32 through
+``~/switch_engine`` (as an operator would from rqt) and prints, per switch, the time it
+took, the frames the node dropped meanwhile, and how fps, latency and energy per frame
+changed. ``scripts/demo.sh`` runs it after the bootstrap.
 """
 
 from __future__ import annotations
@@ -18,14 +21,17 @@ import time
 from pathlib import Path
 
 import rclpy
+from rclpy.client import Client
 from rclpy.node import Node
 from vision_msgs.msg import Detection2DArray
 
 from edge_trt_ros.msg import EfficiencyStatus
 from edge_trt_ros.ros.launch_args import NODE_NAME
 from edge_trt_ros.ros.processes import start_camera, start_detector
+from edge_trt_ros.srv import SwitchEngine
 
 CAMERA = "/agv/front_camera/image_raw"
+TOUR = ("int8", "fp16", "fp32")  # switched to at 1/4, 2/4 and 3/4 of the run, from fp32
 
 
 class Monitor(Node):
@@ -42,6 +48,7 @@ class Monitor(Node):
         self.create_subscription(
             EfficiencyStatus, f"/{NODE_NAME}/efficiency", self._on_status, 10
         )
+        self.switch: Client = self.create_client(SwitchEngine, f"/{NODE_NAME}/switch_engine")
 
     def _on_det(self, msg: Detection2DArray) -> None:
         self.frames += 1
@@ -82,6 +89,67 @@ def _status_line(s: EfficiencyStatus | None) -> str:
     )
 
 
+def _figures(s: EfficiencyStatus | None) -> tuple[float, float, float, int]:
+    nan = float("nan")
+    if s is None:
+        return nan, nan, nan, 0
+    return s.fps, s.inference_latency_p50_ms, s.energy_per_frame_mj, s.frames_dropped
+
+
+def _change(before: EfficiencyStatus | None, after: EfficiencyStatus | None) -> str:
+    (f0, l0, e0, _), (f1, l1, e1, _) = _figures(before), _figures(after)
+    estimated = " (estimated)" if after is not None and after.power_estimated else ""
+    return (f"fps {f0:.1f} -> {f1:.1f}, inference p50 {l0:.1f} -> {l1:.1f} ms, "
+            f"{e0:.0f} -> {e1:.0f} mJ/frame{estimated}")
+
+
+class Tour:
+    """fp32 -> int8 -> fp16 -> fp32 through ~/switch_engine, spread evenly over the time
+    left once detections flow (a slow start on a busy machine shortens the steps)."""
+
+    def __init__(self, monitor: Monitor, seconds: float) -> None:
+        self.monitor = monitor
+        self.seconds = seconds
+        self.at: list[float] = []
+        self.started = False
+        self.current = "fp32"
+        self.pending: tuple[str, object, EfficiencyStatus | None, float] | None = None
+        self.reported: list[tuple[str, str, EfficiencyStatus | None, str]] = []
+
+    def step(self, elapsed: float) -> None:
+        if not self.started:
+            if not self.monitor.frames:
+                return
+            self.started = True
+            left = self.seconds - elapsed
+            self.at = [elapsed + left * (i + 1) / (len(TOUR) + 1) for i in range(len(TOUR))]
+        if self.pending is not None:
+            target, future, before, t0 = self.pending
+            if not future.done():  # type: ignore[attr-defined]
+                return
+            r = future.result()  # type: ignore[attr-defined]
+            dropped = _figures(self.monitor.status)[3] - _figures(before)[3]
+            line = (f"switch {self.current} -> {target}: "
+                    + (f"done in {r.switch_time_ms:.0f} ms, {dropped} frames dropped by the "
+                       f"node meanwhile" if r.success else f"REFUSED: {r.message}"))
+            print(f"[{elapsed:5.1f} s] {line}", flush=True)
+            self.reported.append((self.current, target, before, line))
+            if r.success:
+                self.current = target
+            self.pending = None
+        if self.at and elapsed >= self.at[0] and self.monitor.switch.service_is_ready():
+            self.at.pop(0)
+            target = TOUR[len(TOUR) - len(self.at) - 1]
+            future = self.monitor.switch.call_async(SwitchEngine.Request(precision=target))
+            self.pending = (target, future, self.monitor.status, time.monotonic())
+
+    def summary(self, final: EfficiencyStatus | None) -> list[str]:
+        """One line per switch: the figures before it against those before the next one."""
+        befores = [b for _, _, b, _ in self.reported] + [final]
+        return [f"  {a} -> {b}: {_change(befores[i], befores[i + 1])}"
+                for i, (a, b, _, _) in enumerate(self.reported)]
+
+
 def run(seconds: float, rate_hz: float, log_dir: Path) -> int:
     """Run the demo for ``seconds``; returns 0 when detections flowed, 1 otherwise."""
     det_log, cam_log = log_dir / "detector.log", log_dir / "camera.log"
@@ -92,14 +160,17 @@ def run(seconds: float, rate_hz: float, log_dir: Path) -> int:
         )
     rclpy.init()
     monitor = Monitor()
+    tour = Tour(monitor, seconds)
     print(f"edge_trt_ros demo: synthetic AGV camera ({rate_hz:g} Hz, 640x480 rgb8, 10-100k lux) "
-          f"-> detector (shipped defect model, ONNX Runtime fp32 on CPU) for {seconds:g} s")
+          f"-> detector (shipped defect model, ONNX Runtime on the CPU) for {seconds:g} s, "
+          "switching fp32 -> int8 -> fp16 -> fp32 on the way")
     print(f"  camera topic {CAMERA}; logs in {log_dir}")
     t0 = time.monotonic()
     next_line = t0 + 1.0
     try:
         while time.monotonic() - t0 < seconds:
             rclpy.spin_once(monitor, timeout_sec=0.05)
+            tour.step(time.monotonic() - t0)
             for name, proc in (("detector", detector), ("camera", camera)):
                 if proc.poll() is not None:
                     print(f"the {name} exited with code {proc.returncode}; its log:",
@@ -128,8 +199,13 @@ def run(seconds: float, rate_hz: float, log_dir: Path) -> int:
                             or "none"))
     print(f"  detector: {_status_line(monitor.status)}")
     s = monitor.status
+    if tour.reported:
+        print("  per switch (figures over the stats window before it and before the next):")
+        for line in tour.summary(s):
+            print(line)
     if s is not None:
-        print(f"  engine: {s.backend} {s.precision} profile {s.fusion_profile} [{s.engine_id}]")
+        print(f"  engine: {s.variant} ({s.backend} {s.precision}, profile {s.fusion_profile}) "
+              f"[{s.engine_id}]")
         if s.power_w == s.power_w:  # not NaN
             print(f"  energy over the last {s.window_s:.0f} s: {s.power_w:.1f} W, "
                   f"{s.energy_per_frame_mj:.1f} mJ/frame, {s.fps_per_watt:.3f} FPS/W, "

@@ -26,6 +26,7 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -87,7 +88,10 @@ class DetectorNode(LifecycleNode):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.get_parameter("diagnostics_period_s").value,
                           self._publish_status)
-        self.create_service(SwitchEngine, "~/switch_engine", self._on_switch_engine)
+        # Its own callback group: while its coroutine awaits a switch, the group counts as
+        # busy, and sharing the default group would hold the image callback back meanwhile.
+        self.create_service(SwitchEngine, "~/switch_engine", self._on_switch_engine,
+                            callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(GetEngineInfo, "~/get_engine_info", self._on_get_engine_info)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.autostart_failed = False

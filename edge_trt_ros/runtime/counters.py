@@ -18,6 +18,7 @@ REPLACED = "replaced"  # a newer frame took its place before a worker was free
 REJECTED = "rejected"  # the node could not interpret it (encoding, size, buffer)
 FAILED = "failed"  # the engine failed on it
 DROP_REASONS = (REPLACED, REJECTED, FAILED)
+NONFINITE = "nonfinite"  # answered, but the engine returned NaN/inf rows (dropped from it)
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,10 @@ class CounterSnapshot:
     received: int
     processed: int
     dropped: dict[str, int]  # by reason
-    recent: dict[str, int]  # problems within the window, by reason
+    recent: dict[str, int]  # problems within the window, by reason (and NONFINITE)
     last_reason: dict[str, str]  # the last message per reason
     window_s: float
+    nonfinite_frames: int = 0  # frames whose engine output had NaN/inf rows
 
     @property
     def dropped_total(self) -> int:
@@ -45,6 +47,7 @@ class FrameCounters:
         self._dropped: Counter[str] = Counter()
         self._last: dict[str, str] = {}
         self._events: deque[tuple[float, str]] = deque()
+        self._nonfinite = 0
 
     def received(self) -> None:
         with self._lock:
@@ -65,6 +68,15 @@ class FrameCounters:
             self._trim(now)
             return self._dropped[reason]
 
+    def nonfinite(self, rows: int, now: float | None = None) -> None:
+        """A frame answered without the NaN/inf rows its engine returned."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._nonfinite += 1
+            self._last[NONFINITE] = f"{rows} output rows were NaN/inf"
+            self._events.append((now, NONFINITE))
+            self._trim(now)
+
     def _trim(self, now: float) -> None:
         while self._events and now - self._events[0][0] > self.window_s:
             self._events.popleft()
@@ -76,5 +88,5 @@ class FrameCounters:
             recent = Counter(reason for _, reason in self._events)
             return CounterSnapshot(self._received, self._processed,
                                    {r: self._dropped[r] for r in DROP_REASONS},
-                                   {r: recent[r] for r in DROP_REASONS}, dict(self._last),
-                                   self.window_s)
+                                   {r: recent[r] for r in (*DROP_REASONS, NONFINITE)},
+                                   dict(self._last), self.window_s, self._nonfinite)

@@ -11,7 +11,13 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from edge_trt_ros.runtime.counters import FAILED, REJECTED, REPLACED, CounterSnapshot
+from edge_trt_ros.runtime.counters import (
+    FAILED,
+    NONFINITE,
+    REJECTED,
+    REPLACED,
+    CounterSnapshot,
+)
 from edge_trt_ros.runtime.detector_runtime import DetectorRuntime
 from edge_trt_ros.runtime.stats import WindowStats
 
@@ -36,13 +42,19 @@ def inference_health(state: str, stats: WindowStats, counters: CounterSnapshot,
                      device: str = "") -> Health:
     values = {"frames_processed": str(counters.processed),
               "frames_failed": str(counters.dropped[FAILED]),
-              f"failed_last_{counters.window_s:g}s": str(counters.recent[FAILED])}
+              f"failed_last_{counters.window_s:g}s": str(counters.recent[FAILED]),
+              "frames_nonfinite": str(counters.nonfinite_frames)}
     if state != "active":
         return Health("inference", WARN, f"{state}: no frames are processed", values, device)
     if counters.recent[FAILED]:
         why = counters.last_reason.get(FAILED, "")
         return Health("inference", ERROR, f"{counters.recent[FAILED]} frames failed in the "
                       f"engine in the last {counters.window_s:g} s: {why}", values, device)
+    if counters.recent[NONFINITE]:
+        return Health("inference", WARN, f"the engine returned NaN/inf on "
+                      f"{counters.recent[NONFINITE]} frames in the last {counters.window_s:g} s "
+                      "(numeric overflow; those rows are dropped): switch to fp32 or rebuild the "
+                      "variant with fp16 headroom (edge-trt variants)", values, device)
     if stats.frames:
         return Health("inference", OK, f"{stats.fps:.1f} fps, inference p50 "
                       f"{stats.inference_p50_ms:.1f} ms", values, device)

@@ -132,6 +132,13 @@ class WorkerPool:
                 log.error("inference failed on a %dx%d frame: %s (%d failed so far)",
                           view.width, view.height, exc, total)
             return None
+        if found.nonfinite:
+            self.counters.nonfinite(found.nonfinite)
+            if self._throttle.ready("nonfinite"):
+                log.warning("the %s engine returned %d NaN/inf output rows on a frame (numeric "
+                            "overflow; dropped, never published): switch to fp32, or rebuild "
+                            "the variant (edge-trt variants measures fp16 headroom)",
+                            engine.label, found.nonfinite)
         return FrameResult(frame, found, engine, timing)
 
     def _publish(self, result: FrameResult) -> None:

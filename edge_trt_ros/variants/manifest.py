@@ -2,8 +2,9 @@
 
 It records, per variant, the file, its sha256, precision, recipe, the base model's hash and
 the calibration key, when it was made, and (after ``evaluate``) its accuracy on this
-machine: mAP@0.5 overall and per lux bin with the drop against fp32. The engine cache and
-the node read it to know which file to build and whether it passed the accuracy guard.
+machine: mAP@0.5 overall and per lux bin with the drop against fp32. The variant catalog
+(:mod:`edge_trt_ros.variants.catalog`) reads it, so the node knows which file serves a
+precision and whether it passes the accuracy guard.
 """
 
 from __future__ import annotations
