@@ -55,3 +55,21 @@ class TrtBuildError(EngineError):
         self.stage = stage  # "parse" | "configure" | "build"
         self.parser_errors = parser_errors or []
         self.builder_errors = builder_errors or []
+
+
+class AdaptiveConfigError(EdgeTrtError, ValueError):
+    """An adaptive-controller setting out of range; the message names it and its range."""
+
+
+class AuditWriteError(EdgeTrtError, RuntimeError):
+    """The audit log could not be written (disk full, permissions, read-only filesystem).
+
+    The records that could not be written are kept and retried with the next one;
+    ``decision`` is the controller's decision whose record failed (it still stands: a move
+    away from a variant outside the accuracy guard must happen even when the disk is full).
+    """
+
+    def __init__(self, message: str, *, pending: int = 0, decision: object = None) -> None:
+        super().__init__(message)
+        self.pending = pending
+        self.decision = decision
