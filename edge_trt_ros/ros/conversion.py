@@ -64,7 +64,8 @@ def _num(value: float | None) -> float:
 
 
 def efficiency_msg(header: Header, state: str, runtime: DetectorRuntime, stats: WindowStats,
-                   counters: CounterSnapshot, figures: LiveFigures | None) -> EfficiencyStatus:
+                   counters: CounterSnapshot, figures: LiveFigures | None,
+                   adaptive_mode: str = "off", last_decision: str = "") -> EfficiencyStatus:
     """The ~/efficiency message of a configured node."""
     active = runtime.active
     engine = active.first.engine.info
@@ -83,7 +84,7 @@ def efficiency_msg(header: Header, state: str, runtime: DetectorRuntime, stats: 
         frames_rejected=counters.dropped[REJECTED], frames_failed=counters.dropped[FAILED],
         frames_nonfinite=counters.nonfinite_frames,
         map50=_num(variant.map50), map50_drop_vs_fp32=_num(variant.drop()),
-        adaptive_mode="off", last_decision="")
+        adaptive_mode=adaptive_mode, last_decision=last_decision)
     nan = float("nan")
     msg.power_w = msg.energy_per_frame_mj = msg.fps_per_watt = nan
     msg.effective_tops_per_watt = msg.temperature_c = nan

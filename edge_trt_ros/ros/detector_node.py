@@ -44,6 +44,7 @@ from edge_trt_ros.macs import count_macs
 from edge_trt_ros.msg import EfficiencyStatus
 from edge_trt_ros.power.live import LivePower
 from edge_trt_ros.resources import DEFAULT_MODEL, find_resource
+from edge_trt_ros.ros.adaptive_wiring import AdaptiveWiring
 from edge_trt_ros.ros.conversion import (
     detections_msg,
     efficiency_msg,
@@ -93,6 +94,7 @@ class DetectorNode(LifecycleNode):
         self.create_service(SwitchEngine, "~/switch_engine", self._on_switch_engine,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(GetEngineInfo, "~/get_engine_info", self._on_get_engine_info)
+        self.adaptive = AdaptiveWiring(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.autostart_failed = False
         if self.get_parameter("autostart").value:
@@ -155,7 +157,14 @@ class DetectorNode(LifecycleNode):
             f"{info.input_hw[1]}x{info.input_hw[0]}, {len(info.class_names)} classes "
             f"{list(info.class_names)}; variants in {self.runtime.catalog.directory}: "
             + ", ".join(self.runtime.catalog.variants))
-        self._sync_parameters(active.spec.precision, active.spec.fusion_profile)
+        try:
+            self.adaptive.configure(self.runtime, power)
+        except OSError as exc:
+            logger.error(f"cannot open the adaptive controller's audit log (mandatory while "
+                         f"adaptive.enabled): {exc}; set adaptive.audit_log_path")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self.sync_parameters(active.spec.precision, active.spec.fusion_profile)
         self._det_pub = self.create_lifecycle_publisher(Detection2DArray, "detections", 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._label_pub = self.create_lifecycle_publisher(LabelInfo, "~/label_info", latched)
@@ -208,6 +217,7 @@ class DetectorNode(LifecycleNode):
             self.power.stop()
 
     def _release(self) -> None:
+        self.adaptive.release()
         if self.runtime is not None:
             self.runtime.close()
             self.runtime = None
@@ -262,11 +272,12 @@ class DetectorNode(LifecycleNode):
         stats, counters = runtime.window.stats(), runtime.counters.snapshot()
         figures = power.figures() if power is not None else None
         self._eff_pub.publish(efficiency_msg(header, self.state, runtime, stats, counters,
-                                             figures))
+                                             figures, self.adaptive.mode(),
+                                             self.adaptive.last_decision()))
         device = runtime.base.device
         statuses = [inference_health(self.state, stats, counters, device),
-                    engine_health(runtime), guard_health(runtime),
-                    input_health(self.state, counters)]
+                    engine_health(runtime), guard_health(runtime, self.adaptive.guard_bins()),
+                    input_health(self.state, counters), self.adaptive.health()]
         diagnostics = [health_status(name, h) for h in statuses]
         if power is not None and figures is not None:
             diagnostics += [power_status(name, figures, power.why_not_measured()),
@@ -274,7 +285,7 @@ class DetectorNode(LifecycleNode):
         self._diag_pub.publish(DiagnosticArray(header=header, status=diagnostics))
 
     # -- control --------------------------------------------------------------------------------
-    def _sync_parameters(self, precision: str, fusion_profile: str) -> None:
+    def sync_parameters(self, precision: str, fusion_profile: str) -> None:
         """Make the precision/fusion_profile parameters show what actually runs."""
         self._local.syncing = True
         try:
@@ -306,8 +317,11 @@ class DetectorNode(LifecycleNode):
         response.active_precision = outcome.precision
         response.active_fusion_profile = outcome.fusion_profile
         response.switch_time_ms = float(outcome.switch_ms)
+        active = runtime.active
+        self.adaptive.manual(outcome, forced=outcome.success and active.forced,
+                             reason="~/switch_engine", requested=request.precision)
         if outcome.success:
-            self._sync_parameters(outcome.precision, self._profile_param(outcome))
+            self.sync_parameters(outcome.precision, self._profile_param(outcome))
         return response
 
     def _wait(self, work: ConcurrentFuture[SwitchOutcome]) -> Future[SwitchOutcome]:
@@ -325,11 +339,13 @@ class DetectorNode(LifecycleNode):
         return done
 
     def _after_parameter_switch(self, work: ConcurrentFuture[SwitchOutcome]) -> None:
-        """A parameter-triggered switch failed while opening the engine: put the parameters
-        back to what runs (the log and /diagnostics already say why)."""
+        """Record the parameter-triggered switch; if opening the engine failed, put the
+        parameters back to what runs (the log and /diagnostics already say why)."""
         outcome = work.result()
+        self.adaptive.manual(outcome, forced=False, reason="parameter",
+                             requested=outcome.precision)
         if not outcome.success:
-            self._sync_parameters(outcome.precision, outcome.fusion_profile)
+            self.sync_parameters(outcome.precision, outcome.fusion_profile)
 
     def _profile_param(self, outcome: Any) -> str:
         """Keep ``auto`` in the parameter when the operator asked for it."""
@@ -398,13 +414,18 @@ class DetectorNode(LifecycleNode):
                 except SwitchRefused as exc:
                     return refuse(str(exc))
             return result
+        switching = "precision" in values or "fusion_profile" in values
+        precision, profile = values.get("precision", ""), values.get("fusion_profile", "")
+        why = self.adaptive.validate(values) or (
+            runtime.validate(precision, profile) if switching else None)
+        if why is not None:
+            return refuse(why)
+        why = self.adaptive.apply(values)
+        if why is not None:
+            return refuse(why)
         if "max_accuracy_drop" in values:
             runtime.max_accuracy_drop = float(values["max_accuracy_drop"])
-        if "precision" in values or "fusion_profile" in values:
-            precision, profile = values.get("precision", ""), values.get("fusion_profile", "")
-            why = runtime.validate(precision, profile)
-            if why is not None:
-                return refuse(why)
+        if switching:
             runtime.submit(precision, profile, reason="parameter").add_done_callback(
                 self._after_parameter_switch)
         decode = {k: v for k, v in values.items() if k in DECODE_PARAMS}

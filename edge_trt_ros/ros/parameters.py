@@ -22,6 +22,7 @@ from rcl_interfaces.msg import (
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from edge_trt_ros.adaptive.config import EFFICIENCY, OBJECTIVES
 from edge_trt_ros.choices import AUTO, BACKENDS, FUSION_PROFILES, PRECISIONS
 from edge_trt_ros.vision.decode import LAYOUTS
 
@@ -77,6 +78,21 @@ PARAMS: tuple[ParamSpec, ...] = (
               "and of the problems /diagnostics reports", bounds=(1.0, 600.0)),
     ParamSpec("hardware_profile", AUTO,
               "power/thermal hardware profile: auto or a config/hardware name (orin_nx_16gb, ...)"),
+    ParamSpec("adaptive.enabled", False, "let the adaptive controller pick the variant (within "
+              "the accuracy guard for the current light, target_fps and power_budget_w)", NOW),
+    ParamSpec("adaptive.objective", EFFICIENCY, "what the controller optimises", NOW,
+              choices=OBJECTIVES),
+    ParamSpec("adaptive.target_fps", 0.0, "frames/s the chosen variant must sustain (0 = keep "
+              "up with the camera's measured rate)", NOW, bounds=(0.0, 1000.0)),
+    ParamSpec("adaptive.power_budget_w", 0.0, "most watts for the throughput objective (0 = "
+              "no budget)", NOW, bounds=(0.0, 10000.0)),
+    ParamSpec("adaptive.max_accuracy_drop", 0.005, "the controller's accuracy guard: most "
+              "mAP@0.5 lost against fp32 in the current lux bin (overall when the light is "
+              "unknown)", NOW, bounds=(0.0, 1.0)),
+    ParamSpec("adaptive.min_dwell_s", 60.0, "no automatic switch sooner than this after the "
+              "last (a guard violation moves at once)", NOW, bounds=(0.0, 86400.0)),
+    ParamSpec("adaptive.audit_log_path", "", "the controller's append-only JSON-lines audit "
+              "log; empty = $XDG_STATE_HOME/edge_trt_ros/<node>_audit.jsonl"),
     ParamSpec("autostart", True, "configure and activate on start (no lifecycle manager)", START),
 )
 SPECS = {s.name: s for s in PARAMS}

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,11 +176,12 @@ class DetectorRuntime:
                                   or None, output_layout=self.config.output_layout)
 
     def _plan(self, precision: str, fusion_profile: str, force: bool,
-              make_fp16: bool = True) -> Plan:
+              make_fp16: bool = True, guard_bins: Sequence[str] | None = None) -> Plan:
         return plan_engine(self.catalog, self.base, precision, fusion_profile,
                            hardware_fusion_default=self.config.hardware_fusion_default,
                            max_accuracy_drop=self.max_accuracy_drop, force=force,
-                           capabilities=self.capabilities, make_fp16=make_fp16)
+                           capabilities=self.capabilities, make_fp16=make_fp16,
+                           guard_bins=guard_bins)
 
     @property
     def active(self) -> ActiveEngine:
@@ -214,23 +215,27 @@ class DetectorRuntime:
         return None
 
     def submit(self, precision: str = "", fusion_profile: str = "", *, force: bool = False,
-               reason: str = "request") -> Future[SwitchOutcome]:
+               reason: str = "request",
+               guard_bins: Sequence[str] | None = None) -> Future[SwitchOutcome]:
         """:meth:`request` on the switch thread: returns at once, the future completes with
         the outcome. Requests run one after another in submission order."""
         return self._control.submit(self.request, precision, fusion_profile, force=force,
-                                    reason=reason)
+                                    reason=reason, guard_bins=guard_bins)
 
     def request(self, precision: str = "", fusion_profile: str = "", *, force: bool = False,
-                reason: str = "request") -> SwitchOutcome:
+                reason: str = "request",
+                guard_bins: Sequence[str] | None = None) -> SwitchOutcome:
         """Switch to (precision, fusion_profile) ('' keeps the current one); never raises.
 
+        ``guard_bins`` narrows the accuracy guard to where the robot is now (the adaptive
+        controller passes the lux bins of the current light); None = every bin.
         Serialized with every other request; the outcome says why a refusal happened and
         the running engine is untouched then."""
         active = self.active
         precision = precision or active.spec.precision
         fusion_profile = fusion_profile or active.spec.fusion_profile
         try:
-            plan = self._plan(precision, fusion_profile, force)
+            plan = self._plan(precision, fusion_profile, force, guard_bins=guard_bins)
             if plan.spec == active.spec:
                 outcome = SwitchOutcome(True, f"already running {active.label}",
                                         plan.spec.precision, plan.spec.fusion_profile)

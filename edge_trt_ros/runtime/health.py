@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from edge_trt_ros.runtime.counters import (
@@ -19,6 +20,7 @@ from edge_trt_ros.runtime.counters import (
     CounterSnapshot,
 )
 from edge_trt_ros.runtime.detector_runtime import DetectorRuntime
+from edge_trt_ros.runtime.selection import guard_drops
 from edge_trt_ros.runtime.stats import WindowStats
 
 OK, WARN, ERROR = 0, 1, 2
@@ -103,7 +105,10 @@ def engine_health(runtime: DetectorRuntime | None, now: float | None = None) -> 
                   values, info.device)
 
 
-def guard_health(runtime: DetectorRuntime | None) -> Health:
+def guard_health(runtime: DetectorRuntime | None,
+                 bins: Sequence[str] | None = None) -> Health:
+    """The accuracy guard for the running variant: in every lux bin, or only in ``bins``
+    (where the robot is now, when the adaptive controller chose by the current light)."""
     if runtime is None:
         return Health("accuracy guard", WARN, "no engine loaded (unconfigured)")
     active = runtime.active
@@ -111,21 +116,24 @@ def guard_health(runtime: DetectorRuntime | None) -> Health:
     ev = variant.evaluation or {}
     values = {"variant": variant.name, "max_accuracy_drop_points": _points(limit),
               "map50": "n/a" if variant.map50 is None else f"{variant.map50:.4f}",
-              "worst_drop_points": _points(variant.drop())}
+              "worst_drop_points": _points(variant.drop()),
+              "checked_in": "every lux bin" if bins is None else ", ".join(bins)}
     values |= {f"drop_points_{k}": _points(v)
                for k, v in ev.get("map50_drop_vs_fp32", {}).items()}
+    drops = guard_drops(variant, bins)
+    worst = max(drops.values()) if drops else (0.0 if drops == {} else None)
+    where = "every lux bin" if bins is None else f"{', '.join(bins)} (the current light)"
     if active.forced:
         return Health("accuracy guard", WARN, f"FORCED: {variant.name} loses "
                       f"{_points(variant.drop())} mAP@0.5 points against fp32 (max "
                       f"{_points(limit)})", values)
-    guard = variant.within_guard(limit)
-    if guard is None:
+    if drops is None:
         level = OK if variant.precision == "fp32" else WARN
         return Health("accuracy guard", level, f"{variant.name}: accuracy not measured"
                       + ("" if level == OK else f" (`{runtime.catalog.build_command()}`)"),
                       values)
-    if not guard:
-        return Health("accuracy guard", WARN, f"{variant.name} loses {_points(variant.drop())} "
-                      f"points, above max_accuracy_drop {_points(limit)}", values)
+    if worst is not None and worst > limit + 1e-9:
+        return Health("accuracy guard", WARN, f"{variant.name} loses {_points(worst)} points "
+                      f"in {where}, above max_accuracy_drop {_points(limit)}", values)
     return Health("accuracy guard", OK, f"{variant.name} within {_points(limit)} points of "
-                  f"fp32 (worst {_points(variant.drop())}, every lux bin)", values)
+                  f"fp32 in {where} (worst {_points(worst)})", values)

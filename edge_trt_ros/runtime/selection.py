@@ -9,6 +9,7 @@ mAP@0.5 drop against fp32 exceeds ``max_accuracy_drop``, overall or in any lux b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from edge_trt_ros.choices import AUTO
@@ -37,6 +38,17 @@ class Plan:
     notes: tuple[str, ...] = field(default=())  # e.g. "accuracy not measured", profile 'auto'
 
 
+def guard_drops(variant: Variant, bins: Sequence[str] | None = None) -> dict[str, float] | None:
+    """mAP@0.5 drops against fp32 where the guard applies (``bins``: names as in the
+    manifest, ``overall`` included; None = all); None when the variant was not evaluated."""
+    if variant.precision == "fp32" and variant.evaluation is not None:
+        return {}
+    measured = (variant.evaluation or {}).get("map50_drop_vs_fp32")
+    if not measured:
+        return None
+    return {k: float(v) for k, v in measured.items() if bins is None or k in bins}
+
+
 def plan_engine(
     catalog: Catalog,
     base: EngineSpec,
@@ -48,11 +60,14 @@ def plan_engine(
     force: bool = False,
     capabilities: Capabilities | None = None,
     make_fp16: bool = True,
+    guard_bins: Sequence[str] | None = None,
 ) -> Plan:
     """The spec for (precision, fusion_profile) on ``base``'s backend, device and threads.
 
     ``make_fp16`` allows converting a missing fp16 variant now (seconds); pass False to only
-    check. Raises :class:`SwitchRefused`.
+    check. ``guard_bins``: where the guard applies (``overall`` and lux bin names, e.g. the
+    bins the current illuminance falls in); None = overall and every bin. Raises
+    :class:`SwitchRefused`.
     """
     notes: list[str] = []
     if capabilities is not None:
@@ -79,22 +94,19 @@ def plan_engine(
     except (OSError, ValueError) as exc:  # the on-demand fp16 conversion failed
         raise SwitchRefused(f"cannot make the fp16 variant of {catalog.model_path.name}: "
                             f"{exc}") from exc
-    guard = variant.within_guard(max_accuracy_drop)
+    drops = guard_drops(variant, guard_bins)
     forced = False
-    if guard is False:
-        worst = variant.drop()
-        bins = {k: v for k, v in (variant.evaluation or {}).get("map50_drop_vs_fp32",
-                                                                 {}).items()
-                if v > max_accuracy_drop}
-        detail = ", ".join(f"{k} {v * 100:.2f}" for k, v in bins.items())
+    failing = {k: v for k, v in (drops or {}).items() if v > max_accuracy_drop + 1e-9}
+    if failing:
+        detail = ", ".join(f"{k} {v * 100:.2f}" for k, v in failing.items())
         if not force:
             raise SwitchRefused(
                 f"{variant.name} fails the accuracy guard: mAP@0.5 drops "
-                f"{(worst or 0) * 100:.2f} points against fp32 ({detail}; "
+                f"{max(failing.values()) * 100:.2f} points against fp32 ({detail}; "
                 f"max_accuracy_drop {max_accuracy_drop * 100:.2f}); set force to run it anyway")
         forced = True
         notes.append(f"FORCED past the accuracy guard ({detail} points lost)")
-    elif guard is None and variant.precision != "fp32":
+    elif drops is None and variant.precision != "fp32":
         notes.append(f"accuracy of {variant.name} not measured: "
                      f"`{catalog.build_command()}` measures it")
     spec = base.with_variant(str(variant.path), variant.precision, profile,
