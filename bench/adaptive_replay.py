@@ -37,20 +37,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from edge_trt_ros.adaptive.audit import AuditLog, log_files, read_audit
+from edge_trt_ros.adaptive.config import ControllerConfig
+from edge_trt_ros.adaptive.controller import AdaptiveController
+from edge_trt_ros.adaptive.guard import Accuracy
+from edge_trt_ros.adaptive.replay import VariantCost, replay
+from edge_trt_ros.adaptive.shift import shift_trace
+from edge_trt_ros.adaptive.summary import format_summary, summarise
+from edge_trt_ros.adaptive.table import EfficiencyTable
+from edge_trt_ros.power.estimate import estimate_watts
+from edge_trt_ros.power.profiles import load_profiles
+from edge_trt_ros.variants.catalog import Catalog
 
-from edge_trt_ros.adaptive.audit import AuditLog, log_files, read_audit  # noqa: E402
-from edge_trt_ros.adaptive.config import ControllerConfig  # noqa: E402
-from edge_trt_ros.adaptive.controller import AdaptiveController  # noqa: E402
-from edge_trt_ros.adaptive.guard import Accuracy  # noqa: E402
-from edge_trt_ros.adaptive.replay import VariantCost, replay  # noqa: E402
-from edge_trt_ros.adaptive.shift import shift_trace  # noqa: E402
-from edge_trt_ros.adaptive.summary import format_summary, summarise  # noqa: E402
-from edge_trt_ros.adaptive.table import EfficiencyTable  # noqa: E402
-from edge_trt_ros.power.estimate import estimate_watts  # noqa: E402
-from edge_trt_ros.power.profiles import load_profiles  # noqa: E402
-from edge_trt_ros.variants.catalog import Catalog  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MODEL = ROOT / "models" / "defect_yolo.onnx"
 

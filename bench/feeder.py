@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from edge_trt_ros.srv import SwitchEngine
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -60,6 +60,7 @@ class Feeder(Node):
         self.lock = threading.Lock()
         self.sent: dict[int, float] = {}  # stamp -> monotonic send time
         self.latency_ms: dict[int, float] = {}
+        self.received_at: dict[int, float] = {}  # stamp -> monotonic receive time
         self.answered = threading.Condition(self.lock)
         if args.mode == "sink":
             self.create_subscription(Image, args.topic, lambda m: None, RELIABLE)
@@ -76,6 +77,7 @@ class Feeder(Node):
         with self.answered:
             if stamp in self.sent and stamp not in self.latency_ms:
                 self.latency_ms[stamp] = (now - stamp) / 1e6
+                self.received_at[stamp] = time.monotonic()
             self.answered.notify_all()
 
     def publish_one(self, i: int) -> None:
@@ -149,7 +151,8 @@ def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
         run_adaptive(node, args.seconds, args.inflight)
     else:
         run_rate(node, args.seconds, args.hz)
-    elapsed = time.monotonic() - t0
+    t1 = time.monotonic()
+    elapsed = t1 - t0
     stop.set()
     switcher.join(timeout=120)
     deadline = time.monotonic() + args.drain_s
@@ -157,7 +160,10 @@ def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
         node.answered.wait_for(lambda: len(node.latency_ms) >= len(node.sent),
                                timeout=max(0.0, deadline - time.monotonic()))
         sent, lat = dict(node.sent), dict(node.latency_ms)
+        received = sorted(node.received_at.values())
     lost = [s for s in sent if s not in lat]
+    # ros2_benchmark's jitter: how much consecutive inter-arrival times differ
+    jitter = np.abs(np.diff(np.diff(received))) * 1e3 if len(received) > 2 else np.array([])
     t0_sent = min(sent.values()) if sent else 0.0
     values = np.array(list(lat.values())) if lat else np.array([np.nan])
     return {
@@ -166,7 +172,13 @@ def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
         "answered_fps": len(lat) / elapsed if elapsed else 0.0,
         "sent_fps": len(sent) / elapsed if elapsed else 0.0,
         "latency_ms": {q: float(np.percentile(values, float(q[1:])))
-                       for q in ("p50", "p90", "p95", "p99")},
+                       for q in ("p50", "p90", "p95", "p99")}
+        | {"min": float(np.min(values)), "max": float(np.max(values)),
+           "mean": float(np.mean(values))},
+        "jitter_ms": None if not jitter.size else {
+            "min": float(jitter.min()), "max": float(jitter.max()),
+            "mean": float(jitter.mean()), "std": float(jitter.std())},
+        "publish_window_monotonic": [round(t0, 4), round(t1, 4)],
         "switches": [dict(s, sent_at=round(s["sent_at"] - t0_sent, 3)) for s in node.switches],
         "lost_sent_at": sorted(round(sent[s] - t0_sent, 3) for s in lost),
     }
@@ -188,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rclpy.init()
     node = Feeder(args)
-    executor = MultiThreadedExecutor(num_threads=2)
+    # Single-threaded: rclpy's multi-threaded executor keeps a core busy re-queueing pending
+    # callbacks, which starves this loop's timing and the node under test alike.
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()

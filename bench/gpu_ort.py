@@ -22,10 +22,10 @@ Phases (separate processes, so each fits the GPU machine's 10-minute command lim
   the CPU pipeline; mAP@0.5 per lux bin on the GPU.
 * ``report``: merges phase JSONs into one JSON and a Markdown file.
 
-    python bench/gpu_ort.py main  --variants DIR --out main.json
-    python bench/gpu_ort.py extra --variants DIR --out extra.json
-    python bench/gpu_ort.py report main.json extra.json --json docs/results/gpu_ort.json \\
-        --md docs/results/gpu_ort.md
+    PYTHONPATH=. python bench/gpu_ort.py main  --variants DIR --out main.json
+    PYTHONPATH=. python bench/gpu_ort.py extra --variants DIR --out extra.json
+    PYTHONPATH=. python bench/gpu_ort.py report main.json extra.json \\
+        --json docs/results/gpu_ort.json --md docs/results/gpu_ort.md
 """
 
 from __future__ import annotations
@@ -47,26 +47,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import onnxruntime as ort  # noqa: E402
-
-from edge_trt_ros.dataset import Sample, render_sample, split_lux, split_seeds  # noqa: E402
-from edge_trt_ros.detector import Detector  # noqa: E402
-from edge_trt_ros.engines.onnxruntime_backend import (  # noqa: E402
+from edge_trt_ros.dataset import Sample, render_sample, split_lux, split_seeds
+from edge_trt_ros.detector import Detector
+from edge_trt_ros.engines.onnxruntime_backend import (
     CUDA_PROVIDER,
     OnnxRuntimeEngine,
     cuda_provider_options,
     session_options,
 )
-from edge_trt_ros.engines.registry import open_engine  # noqa: E402
-from edge_trt_ros.engines.spec import EngineSpec  # noqa: E402
-from edge_trt_ros.model_info import read_model_info  # noqa: E402
-from edge_trt_ros.variants.manifest import load_manifest, machine, now_iso, variant_path  # noqa: E402
-from edge_trt_ros.vision.decode import DecodeParams  # noqa: E402
-from edge_trt_ros.vision.image import image_view, rgb_view  # noqa: E402
+from edge_trt_ros.engines.registry import open_engine
+from edge_trt_ros.engines.spec import EngineSpec
+from edge_trt_ros.model_info import read_model_info
+from edge_trt_ros.variants.manifest import load_manifest, machine, now_iso, variant_path
+from edge_trt_ros.vision.decode import DecodeParams
+from edge_trt_ros.vision.image import image_view, rgb_view
+
+ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS = ("fp32", "fp16", "int8-trt", "int8-ort")
 OTHER_PROFILES = ("balanced", "conservative", "none")

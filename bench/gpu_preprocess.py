@@ -16,7 +16,7 @@ Also the max abs difference of the GPU tensor from the CPU tensor (the kernel is
 bit-exact). Writes JSON (``results/bench/gpu_preprocess.json`` by default) with the machine,
 GPU, library versions and command, and prints a Markdown table.
 
-    python bench/gpu_preprocess.py --runs 500
+    PYTHONPATH=. python bench/gpu_preprocess.py --runs 500
 """
 
 from __future__ import annotations
@@ -33,11 +33,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from edge_trt_ros.gpu.letterbox import GpuLetterbox  # noqa: E402
-from edge_trt_ros.gpu.runtime import (  # noqa: E402
+from edge_trt_ros.gpu.letterbox import GpuLetterbox
+from edge_trt_ros.gpu.runtime import (
     DeviceBuffer,
     Event,
     PinnedBuffer,
@@ -48,9 +45,11 @@ from edge_trt_ros.gpu.runtime import (  # noqa: E402
     device_identity,
     device_memory_bandwidth_gbps,
 )
-from edge_trt_ros.variants.manifest import machine, now_iso  # noqa: E402
-from edge_trt_ros.vision.image import ENCODINGS, ImageView, image_view  # noqa: E402
-from edge_trt_ros.vision.letterbox import Letterbox  # noqa: E402
+from edge_trt_ros.variants.manifest import machine, now_iso
+from edge_trt_ros.vision.image import ENCODINGS, ImageView, image_view
+from edge_trt_ros.vision.letterbox import Letterbox
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_INPUT_HW = (384, 512)
 

@@ -38,27 +38,26 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from edge_trt_ros.choices import FUSION_PROFILES  # noqa: E402
-from edge_trt_ros.dataset import iter_split  # noqa: E402
-from edge_trt_ros.engines.fusion_report import onnxruntime_report  # noqa: E402
-from edge_trt_ros.engines.onnxruntime_backend import OnnxRuntimeEngine  # noqa: E402
-from edge_trt_ros.variants.augment import AugmentSpec  # noqa: E402
-from edge_trt_ros.variants.build import build_variants  # noqa: E402
-from edge_trt_ros.variants.calibration import METHODS, CalibrationSpec  # noqa: E402
-from edge_trt_ros.variants.evaluate import evaluate_variants, variant_detector  # noqa: E402
-from edge_trt_ros.variants.manifest import (  # noqa: E402
+from edge_trt_ros.choices import FUSION_PROFILES
+from edge_trt_ros.dataset import iter_split
+from edge_trt_ros.engines.fusion_report import onnxruntime_report
+from edge_trt_ros.engines.onnxruntime_backend import OnnxRuntimeEngine
+from edge_trt_ros.variants.augment import AugmentSpec
+from edge_trt_ros.variants.build import build_variants
+from edge_trt_ros.variants.calibration import METHODS, CalibrationSpec
+from edge_trt_ros.variants.evaluate import evaluate_variants, variant_detector
+from edge_trt_ros.variants.manifest import (
     MAX_MAP50_DROP,
     load_manifest,
     machine,
     tool_versions,
     variant_path,
 )
-from edge_trt_ros.vision.decode import DecodeParams  # noqa: E402
-from edge_trt_ros.vision.image import rgb_view  # noqa: E402
-from edge_trt_ros.vision.letterbox import Letterbox  # noqa: E402
+from edge_trt_ros.vision.decode import DecodeParams
+from edge_trt_ros.vision.image import rgb_view
+from edge_trt_ros.vision.letterbox import Letterbox
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SPEEDUP_BAR = 2.0
 

@@ -40,4 +40,5 @@ def test_every_subcommand_is_registered() -> None:
     from edge_trt_ros.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert set(sub.choices) == {"info", "evaluate", "power", "variants", "inspect", "audit"}
+    assert set(sub.choices) == {"info", "evaluate", "power", "variants", "inspect",
+                                "benchmark", "audit"}

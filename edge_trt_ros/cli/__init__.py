@@ -13,16 +13,16 @@ import logging
 import sys
 
 from edge_trt_ros import __version__
-from edge_trt_ros.cli import audit, evaluate, info, inspect, power, variants
+from edge_trt_ros.cli import audit, benchmark, evaluate, info, inspect, power, variants
 from edge_trt_ros.errors import EdgeTrtError
 
-SUBCOMMANDS = (info, evaluate, power, variants, inspect, audit)
+SUBCOMMANDS = (info, evaluate, power, variants, inspect, benchmark, audit)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-trt", description="Offline tools of edge_trt_ros: model info, accuracy, "
-        "power sensors, precision variants, fusion reports, adaptive audit logs.")
+        "power sensors, precision variants, fusion reports, benchmarks, adaptive audit logs.")
     parser.add_argument("--version", action="version", version=f"edge-trt {__version__}")
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument("-v", "--verbose", action="store_true", help="debug logging")

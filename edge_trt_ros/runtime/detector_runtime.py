@@ -98,17 +98,6 @@ class SwitchOutcome:
     switch_ms: float = 0.0
 
 
-SWITCH_NICE = 10  # niceness of the switch thread when it may yield to the workers
-
-
-def _yield_to_workers() -> None:
-    """Lower the calling thread's scheduling priority (Linux: per-thread nice)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SWITCH_NICE)
-    except (AttributeError, OSError) as exc:  # not Linux, or not permitted: keep going
-        log.debug("switch thread keeps its priority (%s)", exc)
-
-
 def base_spec(config: RuntimeConfig,
               caps: Capabilities | None = None) -> tuple[EngineSpec, int, str]:
     """(the spec before a variant is chosen, the number of workers, why this backend)."""
@@ -150,9 +139,7 @@ class DetectorRuntime:
         self.switcher = EngineSwitcher(self._open_detector, self.workers, config.decode)
         self.pool = WorkerPool(self.switcher, convert, emit, self.counters, self.window, now_ns)
         self._history_lock = threading.Lock()
-        self._control = ThreadPoolExecutor(
-            1, thread_name_prefix="edge-trt-switch",
-            initializer=_yield_to_workers if self._switch_may_yield() else None)
+        self._control = ThreadPoolExecutor(1, thread_name_prefix="edge-trt-switch")
         self.last_switch: SwitchOutcome | None = None
         self.last_refusal_time: float | None = None  # monotonic
         plan = self._plan(config.precision, config.fusion_profile, force=False)
@@ -163,13 +150,6 @@ class DetectorRuntime:
                  "backend %s", self.active.label, plan.spec.precision, plan.spec.backend,
                  plan.spec.device, self.workers, plan.spec.intra_op_threads or "all", ms,
                  self.backend_reason)
-
-    def _switch_may_yield(self) -> bool:
-        """Preparing an engine on a CPU competes with the workers for the cores. With
-        single-threaded engines the switch thread can run at a lower priority (a switch takes a
-        little longer, frames keep their cores); a multi-threaded engine's thread pool would
-        inherit that priority from the thread that creates it, so then it stays as is."""
-        return self.base.device_kind == "cpu" and self.base.intra_op_threads == 1
 
     def _open_detector(self, spec: EngineSpec, decode: DecodeParams) -> Detector:
         return Detector.from_spec(spec, decode, class_names=list(self.config.class_names)

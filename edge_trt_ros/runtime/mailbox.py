@@ -37,7 +37,8 @@ class Mailbox:
     mistaken for a backlog.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_take: Callable[[int], None] | None = None) -> None:
+        self._on_take = on_take  # told each taken frame's seq, under the lock (in order)
         self._cond = threading.Condition()
         self._handed: deque[Frame] = deque()  # promised to waiting workers, oldest first
         self._frame: Frame | None = None  # the one frame waiting for a busy pool
@@ -74,10 +75,13 @@ class Mailbox:
             finally:
                 self._waiting -= 1
             if self._handed:
-                return self._handed.popleft()
-            if not ready or self._closed:
+                frame: Frame | None = self._handed.popleft()
+            elif not ready or self._closed:
                 return None
-            frame, self._frame = self._frame, None
+            else:
+                frame, self._frame = self._frame, None
+            if frame is not None and self._on_take is not None:
+                self._on_take(frame.seq)
             return frame
 
     def close(self) -> list[Frame]:

@@ -67,8 +67,10 @@ class WorkerPool:
         self.counters = counters
         self.window = window
         self._now_ns = now_ns  # the clock image stamps are on (the node's ROS clock)
-        self.mailbox = Mailbox()
         self._sequencer: Sequencer[FrameResult] = Sequencer()
+        # A frame is registered as in flight the moment it is taken, so a later frame that
+        # finishes first waits for it (results leave in arrival order).
+        self.mailbox = Mailbox(on_take=self._sequencer.begin)
         self._threads: list[threading.Thread] = []
         self._throttle = _Throttle(LOG_EVERY_S)
 
@@ -106,7 +108,6 @@ class WorkerPool:
             frame = self.mailbox.take()
             if frame is None:
                 return
-            self._sequencer.begin(frame.seq)
             result: FrameResult | None = None
             try:
                 result = self._process(index, frame)
