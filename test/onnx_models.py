@@ -9,6 +9,17 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
+def _save(graph: onnx.GraphProto, path: Path, metadata: dict[str, str] | None) -> Path:
+    """Opset 17, IR 8, the metadata, checked, written."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in (metadata or {}).items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
 def constant_output_model(
     path: Path,
     outputs: dict[str, np.ndarray],
@@ -40,13 +51,7 @@ def constant_output_model(
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, in_shape)],
         graph_outputs, inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    for key, value in (metadata or {}).items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save(graph, path, metadata)
 
 
 def yolov8_output(boxes_cxcywh: list[tuple[float, float, float, float]],
@@ -169,10 +174,4 @@ def fails_on_bright_frames_model(path: Path, outputs: dict[str, np.ndarray],
         nodes, "fails_on_bright",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, h, w])],
         graph_outputs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    for key, value in (metadata or {}).items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save(graph, path, metadata)

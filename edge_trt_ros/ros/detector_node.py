@@ -55,7 +55,13 @@ from edge_trt_ros.ros.conversion import (
 )
 from edge_trt_ros.ros.diagnostics import power_status, thermal_status
 from edge_trt_ros.ros.log_bridge import bridge_core_logs, unbridge
-from edge_trt_ros.ros.parameters import SPECS, check_static, declare_all, refuse
+from edge_trt_ros.ros.parameters import (
+    SPECS,
+    check_static,
+    choice_refusal,
+    declare_all,
+    refuse,
+)
 from edge_trt_ros.runtime.detector_runtime import (
     DetectorRuntime,
     RuntimeConfig,
@@ -303,7 +309,9 @@ class DetectorNode(LifecycleNode):
             response.message = (f"the node is {self.state}: configure it first "
                                 "(ros2 lifecycle set <node> configure)")
             return response
-        bad = self._bad_choice(request.precision, request.fusion_profile)
+        bad = next((why for name, value in (("precision", request.precision),
+                                            ("fusion_profile", request.fusion_profile))
+                    if value and (why := choice_refusal(name, value))), None)
         if bad:
             response.success, response.message = False, bad
             response.active_precision = runtime.active.spec.precision
@@ -350,16 +358,6 @@ class DetectorNode(LifecycleNode):
     def _profile_param(self, outcome: Any) -> str:
         """Keep ``auto`` in the parameter when the operator asked for it."""
         return AUTO if self.param("fusion_profile") == AUTO else outcome.fusion_profile
-
-    @staticmethod
-    def _bad_choice(precision: str, fusion_profile: str) -> str:
-        if precision and precision not in SPECS["precision"].choices:  # type: ignore[operator]
-            return f"precision {precision!r} is not one of " + ", ".join(
-                SPECS["precision"].choices or ())
-        if fusion_profile and fusion_profile not in (*FUSION_PROFILES, AUTO):
-            return f"fusion_profile {fusion_profile!r} is not one of " + ", ".join(
-                (*FUSION_PROFILES, AUTO))
-        return ""
 
     def _on_get_engine_info(self, request: GetEngineInfo.Request,
                             response: GetEngineInfo.Response) -> GetEngineInfo.Response:

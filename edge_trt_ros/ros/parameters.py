@@ -126,6 +126,15 @@ def refuse(reason: str) -> SetParametersResult:
     return SetParametersResult(successful=False, reason=reason)
 
 
+def choice_refusal(name: str, value: Any) -> str | None:
+    """Why ``value`` is not one of parameter ``name``'s choices, or None (also for the
+    services, which take the same values)."""
+    spec = SPECS.get(name)
+    if spec is not None and spec.choices and value not in spec.choices:
+        return f"{name}={value!r} is not one of {', '.join(spec.choices)}"
+    return None
+
+
 def check_static(params: list[Parameter], configured: bool) -> SetParametersResult:
     """Choices, and restart-only parameters while configured (rclpy enforces ranges and
     read-only itself)."""
@@ -133,8 +142,9 @@ def check_static(params: list[Parameter], configured: bool) -> SetParametersResu
         spec = SPECS.get(p.name)
         if spec is None:
             continue
-        if spec.choices and p.value not in spec.choices:
-            return refuse(f"{p.name}={p.value!r} is not one of {', '.join(spec.choices)}")
+        why = choice_refusal(p.name, p.value)
+        if why is not None:
+            return refuse(why)
         if spec.applies == CONFIGURE and configured:
             return refuse(f"{p.name} applies at configure: deactivate and clean up the node "
                           f"(ros2 lifecycle set <node> deactivate, then cleanup), set it, and "
