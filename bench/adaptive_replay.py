@@ -15,7 +15,8 @@ controller (edge_trt_ros.adaptive.replay) with two sets of per-variant costs:
   profile max, 60 s engine-loop windows, batch 1): fps and mJ/frame the NVML energy counter
   measured for the whole board (scope gpu_board), at full throughput - not at the replay's
   camera rate, where idle power would dominate every variant alike. The variants the catalog
-  serves on CUDA (fp32, fp16, int8-trt). Accuracy: the same file's GPU evaluation.
+  serves on CUDA (fp32, fp16, int8-trt). Accuracy: the same file's GPU evaluation, or
+  where that failed the variant manifest's CPU evaluation of the same files (said so).
 
 Each scenario seeds the table with what its source file records (the manifest: fps only;
 the GPU benchmark: fps and energy); everything else is learnt from the replayed windows
@@ -106,15 +107,21 @@ def gpu_scenario(results: Path, variants_dir: Path) -> dict[str, Any]:
     served = catalog.available("onnxruntime", "cuda")
     board = data["phases"][0]["environment"].get("board", {})
     rows, costs, seeds = [], {}, {}
+    on_cpu = []  # variants whose GPU evaluation failed: the same file's CPU evaluation
     for v in served.values():
         run = runs.get(f"{v.name}/max")
-        if run is None or v.name not in accuracy:
+        if run is None:
             continue
+        scored = accuracy.get(v.name)
+        if not scored or "error" in scored:
+            if not v.evaluation:
+                continue
+            scored = v.evaluation
+            on_cpu.append(v.name)
         costs[v.name] = VariantCost(v.name, run["fps"], run["mj_per_frame"],
                                     f"NVML {run['seconds']:g} s window: {run['fps']} fps, "
                                     f"{run['power_w']} W board")
-        rows.append((v.name, v.precision,
-                     Accuracy.from_evaluation(accuracy[v.name], v.precision)))
+        rows.append((v.name, v.precision, Accuracy.from_evaluation(scored, v.precision)))
         seeds[v.name] = {"fps": run["fps"], "power_w": run["power_w"],
                          "mj_per_frame": run["mj_per_frame"]}
     return {
@@ -126,7 +133,10 @@ def gpu_scenario(results: Path, variants_dir: Path) -> dict[str, Any]:
                         f"NVML energy counter of the whole board ({board.get('name')}, driver "
                         f"{board.get('driver')}); measured at saturation, not at the replay's "
                         f"input rate"),
-        "accuracy_source": f"{results.relative_to(ROOT)} accuracy (on the GPU, 800 frames)",
+        "accuracy_source": f"{results.relative_to(ROOT)} accuracy (on the GPU, 800 frames)"
+                           + (f"; {', '.join(on_cpu)}: not scored on the GPU, the same files' "
+                              f"evaluation on the CPU ({variants_dir.relative_to(ROOT)})"
+                              if on_cpu else ""),
     }
 
 

@@ -14,7 +14,11 @@ clock). ``adaptive`` keeps ``--inflight`` frames unanswered at any time: the nod
 exactly as fast as it takes frames. ``rate`` publishes at a fixed rate. ``sink`` only
 subscribes to the frames and drops them: the DDS load of a node without its inference.
 ``--switch-cycle`` calls ``~/switch_engine`` for each (precision, profile) in turn,
-``--switch-every-s`` apart, while publishing.
+``--switch-every-s`` apart, while publishing. Before measuring, frames go out until the node
+answers one (a lazy node ignores frames until it has matched this process's subscription);
+those are not counted. ``node_counters`` is what the node's own ``~/efficiency`` counted
+over the run (received, replaced, ...), so a lost frame can be placed: never delivered,
+replaced in the mailbox, rejected or failed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from edge_trt_ros.msg import EfficiencyStatus
 from edge_trt_ros.srv import SwitchEngine
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -38,6 +43,8 @@ from vision_msgs.msg import Detection2DArray
 from edge_trt_ros.dataset import render_sample
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+COUNTERS = ("frames_received", "frames_processed", "frames_replaced", "frames_rejected",
+            "frames_failed", "frames_dropped", "frames_idle_skipped")
 
 
 def frames(count: int = 8) -> list[Image]:
@@ -70,6 +77,34 @@ class Feeder(Node):
                                                 reliability=ReliabilityPolicy.RELIABLE))
         self.switch = self.create_client(SwitchEngine, args.switch_service)
         self.switches: list[dict[str, object]] = []
+        self.status: EfficiencyStatus | None = None  # the node's latest ~/efficiency
+        self.create_subscription(EfficiencyStatus, args.efficiency, self._on_status, 10)
+
+    def _on_status(self, msg: EfficiencyStatus) -> None:
+        self.status = msg
+
+    def counters(self) -> dict[str, int]:
+        """The node's own frame counters from its latest ~/efficiency (empty before one)."""
+        s = self.status
+        return {} if s is None else {k: int(getattr(s, k)) for k in COUNTERS}
+
+    def warm_up(self, timeout: float = 15.0) -> bool:
+        """Frames until the node answers one, then forget them: a lazy node lets frames go
+        until it has matched this process's detections subscription."""
+        deadline, i = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline:
+            self.publish_one(i)
+            i += 1
+            with self.answered:
+                if self.answered.wait_for(lambda: bool(self.latency_ms), timeout=0.1):
+                    break
+        time.sleep(0.3)  # the answers to the other warm-up frames
+        with self.lock:
+            answered = bool(self.latency_ms)
+            self.sent.clear()
+            self.latency_ms.clear()
+            self.received_at.clear()
+        return answered
 
     def _on_det(self, msg: Detection2DArray) -> None:
         now = self.get_clock().now().nanoseconds
@@ -142,6 +177,9 @@ def run_switches(node: Feeder, cycle: list[list[str]], every_s: float, stop: thr
 
 def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
     """Publish for ``args.seconds`` (switching meanwhile if asked), then wait for answers."""
+    if args.mode != "switch" and not node.warm_up():
+        raise SystemExit("the node answered no frame within 15 s")
+    before = node.counters()
     stop = threading.Event()
     switcher = threading.Thread(target=run_switches, args=(
         node, json.loads(args.switch_cycle), args.switch_every_s, stop), daemon=True)
@@ -181,6 +219,7 @@ def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
         "publish_window_monotonic": [round(t0, 4), round(t1, 4)],
         "switches": [dict(s, sent_at=round(s["sent_at"] - t0_sent, 3)) for s in node.switches],
         "lost_sent_at": sorted(round(sent[s] - t0_sent, 3) for s in lost),
+        "node_counters": {k: v - before.get(k, 0) for k, v in node.counters().items()},
     }
 
 
@@ -193,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--topic", default="/bench_camera/image_raw")
     p.add_argument("--detections", default="/detections")
     p.add_argument("--switch-service", default="/detector/switch_engine")
+    p.add_argument("--efficiency", default="/detector/efficiency")
     p.add_argument("--switch-cycle", default="[]", help="JSON list of [precision, profile]")
     p.add_argument("--switch-every-s", type=float, default=1.5)
     p.add_argument("--drain-s", type=float, default=3.0, help="wait for late answers")

@@ -768,6 +768,9 @@ def report(paths: list[Path], json_out: Path, md_out: Path) -> None:
             a = acc.get(name)
             if not a:
                 continue
+            if "error" in a:  # no score: a guard verdict here would be made up
+                lines.append(f"| {name} | error: {a['error'][:150]} |" + " |" * 8)
+                continue
             bins = a.get("per_lux_bin_map50", {})
             lines.append(f"| {name} | {_f(a.get('map50'), 4)} | {_f(a.get('map50_95'), 4)} | "
                          + " | ".join(_f(bins.get(b), 4) for b in ("dark", "dim", "bright",

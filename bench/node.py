@@ -199,6 +199,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench_node."))
     overrides["engine_cache_dir"] = str(tmp / "cache")
     window, repeats = (5.0, 2) if args.quick else (args.window_s, args.repeats)
+    parts = set(args.parts.split(","))
     variants = ["fp32", "int8"]
     raw: dict[str, dict[str, list[float]]] = {
         v: {"node_fps": [], "bare_fps": [], "bare_alone_fps": [], "ratio": [],
@@ -210,7 +211,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         node.wait_ready()
         feed("adaptive", 2.0, tmp)  # warm the DDS path
-        for r, v in itertools.product(range(repeats), variants):
+        for r, v in itertools.product(range(repeats) if "throughput" in parts else (),
+                                      variants):
             alone = bare_fps(config, v, window)
             switch(v, "max", tmp)
             probe = feed("rate", window / 2, tmp, hz=f"{alone:.2f}", drain_s=1.0)
@@ -231,36 +233,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   f"{got['sent_fps']:.1f}), bare {bare:.1f} with the publisher, "
                   f"{alone:.1f} alone", flush=True)
         latency = {}
-        for v in PRECISIONS:
+        for v in PRECISIONS if "latency" in parts else ():
             switch(v, "max", tmp)
             got = feed("rate", window, tmp, hz=30)
             latency[v] = {"p50_ms": got["latency_ms"]["p50"],
                           "p95_ms": got["latency_ms"]["p95"],
-                          "frames_sent": got["frames_sent"], "frames_lost": got["frames_lost"]}
+                          "frames_sent": got["frames_sent"], "frames_lost": got["frames_lost"],
+                          "node_counters": got.get("node_counters")}
             print(f"  30 fps {v}: end-to-end p50 {latency[v]['p50_ms']:.1f} ms, p95 "
                   f"{latency[v]['p95_ms']:.1f} ms, lost {got['frames_lost']}", flush=True)
-        switch("fp32", "max", tmp)
-        pairs = [[p, f] for p in PRECISIONS for f in FUSION_PROFILES]
-        pairs = pairs[1:] + pairs[:1]  # start away from fp32/max, end on it
-        # "between cached variants": one unmeasured cycle puts every pair in the engine cache
-        feed("switch", 0, tmp, switch_cycle=json.dumps(pairs))
-        every = 1.0 if args.quick else 2.0
-        got = feed("rate", every * (len(pairs) + 1) + 0.5, tmp, hz=30,
-                   switch_cycle=json.dumps(pairs), switch_every_s=every, drain_s=5)
-        ms = [s["switch_ms"] for s in got["switches"] if s.get("success")]
-        per_pair = lost_per_interval(got)
-        switch_result = {
-            "pairs": pairs, "switches": got["switches"],
-            "switch_ms_p50": median(ms), "switch_ms_max": max(ms) if ms else float("nan"),
-            "switches_failed": sum(1 for s in got["switches"] if not s.get("success")),
-            "frames_sent": got["frames_sent"], "frames_answered": got["frames_answered"],
-            "frames_lost": got["frames_lost"], "rate_hz": 30,
-            "lost_by_interval": per_pair,
-            "lost_within_300ms_of_a_switch": sum(i["lost_near_switch"] for i in per_pair),
-        }
-        print(f"  switch cycle at 30 fps: {len(ms)} switches, p50 "
-              f"{switch_result['switch_ms_p50']:.0f} ms, max {switch_result['switch_ms_max']:.0f}"
-              f" ms; frames sent {got['frames_sent']}, lost {got['frames_lost']}", flush=True)
+        switch_result: dict[str, Any] = {}
+        pairs = [[p, f] for p in PRECISIONS for f in FUSION_PROFILES] if "switch" in parts else []
+        if pairs:
+            switch("fp32", "max", tmp)
+            pairs = pairs[1:] + pairs[:1]  # start away from fp32/max, end on it
+            # "between cached variants": an unmeasured cycle puts every pair in the engine cache
+            feed("switch", 0, tmp, switch_cycle=json.dumps(pairs))
+            every = 1.0 if args.quick else 2.0
+            got = feed("rate", every * (len(pairs) + 1) + 0.5, tmp, hz=30,
+                       switch_cycle=json.dumps(pairs), switch_every_s=every, drain_s=5)
+            ms = [s["switch_ms"] for s in got["switches"] if s.get("success")]
+            per_pair = lost_per_interval(got)
+            switch_result = {
+                "pairs": pairs, "switches": got["switches"],
+                "switch_ms_p50": median(ms), "switch_ms_max": max(ms) if ms else float("nan"),
+                "switches_failed": sum(1 for s in got["switches"] if not s.get("success")),
+                "frames_sent": got["frames_sent"], "frames_answered": got["frames_answered"],
+                "frames_lost": got["frames_lost"], "rate_hz": 30,
+                "lost_by_interval": per_pair, "node_counters": got.get("node_counters"),
+                "lost_within_300ms_of_a_switch": sum(i["lost_near_switch"] for i in per_pair),
+            }
+            print(f"  switch cycle at 30 fps: {len(ms)} switches, p50 "
+                  f"{switch_result['switch_ms_p50']:.0f} ms, max "
+                  f"{switch_result['switch_ms_max']:.0f} ms; frames sent {got['frames_sent']}, "
+                  f"lost {got['frames_lost']}", flush=True)
     finally:
         node.stop()
     throughput = {v: {k: median(vals) for k, vals in m.items()} | {"repeats": m}
@@ -276,7 +282,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                    "input_qos": "reliable, depth 10", "backend": "onnxruntime (cpu)",
                    "int8_variant": plan_for(config, "int8", "max").variant.name},
         "throughput": throughput,
-        "int8_over_fp32_node": median(int8_ratio), "int8_over_fp32_node_repeats": int8_ratio,
+        "parts": sorted(parts),
+        "int8_over_fp32_node": median(int8_ratio) if int8_ratio else None,
+        "int8_over_fp32_node_repeats": int8_ratio,
         "switch": switch_result,
         "latency_30fps": latency,
         "bars": {"ratio_min": 0.90, "int8_over_fp32_node_min": 2.0, "switch_ms_max": 250,
@@ -292,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workers", type=int, default=None, help="override the params file's")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per worker")
+    p.add_argument("--parts", default="throughput,latency,switch",
+                   help="which measurements (comma-separated), for a partial re-run")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "node.json")
     args = p.parse_args(argv)
     os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))

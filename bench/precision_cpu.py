@@ -7,8 +7,10 @@ What it measures, per variant, at one fusion profile (``max``) and one thread co
   ``--warmup`` runs, on a real letterboxed test frame; variants are timed round-robin in
   rounds, so a slow minute on a shared machine hits all of them alike, and the whole
   measurement is repeated ``--repeat`` times (the table pools them; the JSON and the line
-  under the table give each repeat's speed-up). Also the end-to-end ``Detector.detect``
-  (letterbox + inference + decode) median;
+  under the table give each repeat's speed-up). With 1 thread each repeat also records the
+  thread's CPU time per run and its speed-up (``cpu_speedup_vs_fp32``), the figure other
+  load disturbs least. Also the end-to-end ``Detector.detect`` (letterbox + inference +
+  decode) median;
 * mAP@0.5 overall and per lux bin on the first ``--eval-count`` frames of the test split,
   and the drop against fp32 (the issue's guard: <= 0.005 overall and in every bin);
 * throughput of ``--streams`` concurrent single-threaded sessions per variant (one camera
@@ -62,10 +64,23 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEEDUP_BAR = 2.0
 
 
+# Untimed runs at the start of each engine's block in a round: the previous engine's
+# ONNX Runtime thread pool keeps spinning for a while after its last run and competes
+# for the cores (2-thread sessions timed run for run in alternation measured 2x slower
+# here: fp32 31.8 ms against 15.9 ms alone).
+SETTLE_RUNS = 2
+
+
 def round_robin_times(
     engines: dict[str, Any], tensor: np.ndarray, *, runs: int, warmup: int, rounds: int = 8,
+    cpu: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
-    """ms of each timed ``infer`` per engine, timed in interleaved rounds."""
+    """ms of each timed ``infer`` per engine, timed in interleaved rounds.
+
+    ``cpu``, when given, receives the calling thread's CPU ms per timed run: for a
+    1-thread session (ONNX Runtime runs it on the caller) that is the work of the frame,
+    which other processes on a shared machine disturb far less than the wall clock.
+    """
     for engine in engines.values():
         for _ in range(warmup):
             engine.infer(tensor)
@@ -73,10 +88,14 @@ def round_robin_times(
     times: dict[str, list[float]] = {name: [] for name in engines}
     for _ in range(rounds):
         for name, engine in engines.items():
+            for _ in range(SETTLE_RUNS):
+                engine.infer(tensor)
             for _ in range(per_round):
-                t0 = time.perf_counter()
+                c0, t0 = time.thread_time(), time.perf_counter()
                 engine.infer(tensor)
                 times[name].append((time.perf_counter() - t0) * 1e3)
+                if cpu is not None:
+                    cpu.setdefault(name, []).append((time.thread_time() - c0) * 1e3)
     return times
 
 
@@ -124,11 +143,17 @@ def latency_at_max(variants: Variants, tensor: np.ndarray, image: np.ndarray, th
     pooled: dict[str, list[float]] = {n: [] for n in variants}
     repeats = []
     for _ in range(args.repeat):  # independent repeats show how much the machine drifts
-        times = round_robin_times(engines, tensor, runs=args.runs, warmup=args.warmup)
+        cpu: dict[str, list[float]] | None = {} if threads == 1 else None
+        times = round_robin_times(engines, tensor, runs=args.runs, warmup=args.warmup, cpu=cpu)
         rep = stats(times)
         repeats.append({n: {"median_ms": v["median_ms"],
                             "speedup_vs_fp32": round(rep["fp32"]["median_ms"] / v["median_ms"], 3)}
                         for n, v in rep.items()})
+        if cpu:
+            cpu_med = {n: statistics.median(t) for n, t in cpu.items()}
+            for n, r in repeats[-1].items():
+                r["cpu_ms"] = round(cpu_med[n], 3)
+                r["cpu_speedup_vs_fp32"] = round(cpu_med["fp32"] / cpu_med[n], 3)
         for n, t in times.items():
             pooled[n] += t
     latency = stats(pooled)
@@ -224,6 +249,10 @@ def markdown(result: dict[str, Any]) -> str:
         rows += ["", "x fp32 per independent repeat: " + "; ".join(
             f"{n} " + "/".join(f"{r[n]['speedup_vs_fp32']:.2f}" for r in reps)
             for n in reps[0] if n != "fp32"), ""]
+        if "cpu_speedup_vs_fp32" in reps[0]["fp32"]:
+            rows += ["x fp32 in CPU time of the 1-thread session, per repeat: " + "; ".join(
+                f"{n} " + "/".join(f"{r[n]['cpu_speedup_vs_fp32']:.2f}" for r in reps)
+                for n in reps[0] if n != "fp32"), ""]
     if result["stream_throughput"]:
         rows += [f"{result['streams']} concurrent 1-thread streams, profile max:", "",
                  "| variant | frames/s (median) | x fp32 | rounds |", "|---|---|---|---|"]
@@ -252,8 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib-method", choices=sorted(METHODS), default=CalibrationSpec.method)
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--extra-float-prefix", action="append", default=None, metavar="PREFIX",
-                   help="also build int8 variants with these nodes float (default: /model/stem;"
-                   " pass '' to skip)")
+                   help="also build int8 variants with these nodes float (default: the shipped "
+                   "recipe's /model/stem/stem.0/; pass '' to skip)")
+    p.add_argument("--share-concat-ranges", action="append", default=None, metavar="RECIPE",
+                   help="recipes whose float-prefix int8 file shares the ranges around each "
+                   "Concat (default: ort, as shipped; pass '' for none)")
     p.add_argument("--eval-count", type=int, default=800, help="test frames (0: skip mAP)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                    help="intra-op thread counts to time (each one a full latency table; the "
@@ -268,7 +300,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="independent round-robin repeats at profile max (pooled for the table)")
     args = p.parse_args(argv)
     if args.extra_float_prefix is None:
-        args.extra_float_prefix = ["/model/stem"]
+        args.extra_float_prefix = ["/model/stem/stem.0/"]
+    if args.share_concat_ranges is None:
+        args.share_concat_ranges = ["ort"]
+    args.share_concat_ranges = [x for x in args.share_concat_ranges if x]
     args.extra_float_prefix = [x for x in args.extra_float_prefix if x]
     if args.runs < 200:
         print("note: fewer than 200 timed runs; the issue asks for >= 200", file=sys.stderr)
@@ -286,8 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         # Same calibration (cache hit), more nodes float: the accuracy/speed middle ground.
         extra = load_manifest(build_variants(
             args.model, args.variants_dir / "float_prefix", calibration=spec, include=("int8",),
-            cache_dir=cache, float_prefixes=tuple(args.extra_float_prefix)))
-        tag = "+float:" + ",".join(args.extra_float_prefix)
+            cache_dir=cache, float_prefixes=tuple(args.extra_float_prefix),
+            share_concat_ranges=tuple(args.share_concat_ranges)))
+        tag = "+float:" + ",".join(args.extra_float_prefix) + (
+            "+shared" if args.share_concat_ranges else "")
         variants.update({f"{n}{tag}": (extra, n) for n in extra["variants"]})
     image = next(iter_split("test", 1)).image
     tensor = Letterbox(tuple(manifest["base_model"]["input_hw"]))(rgb_view(image))[0].copy()

@@ -23,7 +23,7 @@ import numpy as np
 from edge_trt_ros.engines.base import Engine
 from edge_trt_ros.engines.registry import open_engine
 from edge_trt_ros.engines.spec import EngineSpec, parse_device
-from edge_trt_ros.errors import CudaError
+from edge_trt_ros.errors import CudaError, EngineError
 from edge_trt_ros.model_info import ModelInfo, read_model_info
 from edge_trt_ros.vision.decode import DECODERS, DecodeParams, Detections
 from edge_trt_ros.vision.image import ImageView, rgb_view
@@ -84,6 +84,7 @@ class Detector:
         self.last_timing = FrameTiming(0.0, 0.0, 0.0)
         self.nonfinite_dropped = 0
         self.nonfinite_frames = 0
+        self._owns_engine = True
 
     @classmethod
     def from_spec(
@@ -117,6 +118,17 @@ class Detector:
         params = DecodeParams(confidence_threshold, nms_iou_threshold, max_detections)
         return cls(open_engine(spec), info, params)
 
+    def share(self) -> Detector:
+        """Another detector on this one's engine (its own buffers and counters), for a
+        second worker; only this detector's :meth:`release` frees the engine."""
+        if not self.engine.concurrent:
+            raise EngineError(f"the {self.engine.info.backend} engine on "
+                              f"{self.engine.info.device} serves one frame at a time; "
+                              "open one engine per worker instead")
+        other = Detector(self.engine, self.info, self.params, gpu_preprocess=False)
+        other._owns_engine = False
+        return other
+
     @property
     def class_names(self) -> list[str]:
         return list(self.info.class_names)
@@ -144,7 +156,14 @@ class Detector:
             t1 = time.perf_counter()
             outputs = self.engine.infer(tensor)
         t2 = time.perf_counter()
-        found = self._decode(outputs, self.params)
+        try:
+            found = self._decode(outputs, self.params)
+        except (IndexError, ValueError) as exc:  # outputs that contradict the declared shapes
+            shapes = [tuple(np.shape(o)) for o in outputs]
+            raise EngineError(
+                f"the engine returned outputs of shape {shapes}, which the "
+                f"{self.info.output_layout} decoder cannot read ({exc}); the model's declared "
+                "output shapes are wrong: re-export it, or set output_layout") from exc
         if found.nonfinite:
             self.nonfinite_dropped += found.nonfinite
             self.nonfinite_frames += 1
@@ -158,4 +177,5 @@ class Detector:
         if self._gpu is not None:  # first: it queues work on the engine's stream
             self._gpu.close()
             self._gpu = None
-        self.engine.release()
+        if self._owns_engine:
+            self.engine.release()

@@ -73,3 +73,13 @@ class AuditWriteError(EdgeTrtError, RuntimeError):
         super().__init__(message)
         self.pending = pending
         self.decision = decision
+
+
+class ParameterError(EdgeTrtError, ValueError):
+    """Parameters given at start (params file, ``-p``) that the node cannot run with; the
+    message lists every one with what it expects."""
+
+
+class UnsafeCacheError(EdgeTrtError, PermissionError):
+    """An engine-cache directory or entry that others could have written (wrong owner, group-
+    or world-writable, a symlink out of the cache): nothing in it is loaded."""

@@ -93,17 +93,91 @@ def _input_geometry(
     return fallback, layout
 
 
+def _check_batch(input_dims: list[int | str], shapes: list[list[int | str]]) -> None:
+    """The detector runs one frame per call: a fixed batch other than 1 would load and then
+    fail every frame inside the engine, so it is refused here, naming the batch."""
+    batch = input_dims[0] if input_dims else None
+    if isinstance(batch, int) and batch != 1:
+        raise ModelLayoutError(
+            f"the model's input has a fixed batch of {batch} (shape {input_dims}); the detector "
+            "runs one frame at a time: re-export it with batch 1 (YOLOv5/Ultralytics: "
+            "--batch-size 1 / batch=1) or a dynamic batch (--dynamic)")
+    fixed = [s for s in shapes if s and isinstance(s[0], int) and s[0] > 1]
+    if fixed:
+        raise ModelLayoutError(
+            f"outputs {fixed} have a fixed batch of {fixed[0][0]}; re-export the model with "
+            "batch 1 or a dynamic batch")
+
+
+def _raw_heads(shapes: list[list[int | str]]) -> list[list[int | str]]:
+    """YOLOv5's undecoded detection-head outputs ([1, 3, H, W, 5+nc]) beside its decoded one."""
+    return [s for s in shapes if len(s) == 5]
+
+
+def _check_efficientnms(shapes: list[list[int | str]]) -> None:
+    """num_dets [1, 1], boxes [1, K, 4], scores [1, K], classes [1, K] (TensorRT's
+    EfficientNMS plugin): anything else would decode into garbage or fail every frame."""
+    num, boxes, scores, classes = shapes[:4]
+    fits = (len(num) in (1, 2) and all(d in (1, "?") or isinstance(d, str) for d in num)
+            and len(boxes) == 3 and boxes[2] == 4 and len(scores) == 2 and len(classes) == 2)
+    ks = {k for k in (boxes[1] if len(boxes) == 3 else None, scores[-1] if scores else None,
+                      classes[-1] if classes else None) if isinstance(k, int)}
+    if not fits or len(ks) > 1:
+        raise ModelLayoutError(
+            f"outputs {shapes[:4]} are not EfficientNMS's num_dets [1, 1], boxes [1, K, 4], "
+            "scores [1, K], classes [1, K]")
+
+
+def _check_override(layout: str, shapes: list[list[int | str]],
+                    names_count: int | None) -> int:
+    """The number of classes for a forced ``output_layout``; raises when the outputs cannot
+    be that layout or the class count cannot be known."""
+    first = shapes[0] if shapes else []
+    if layout == "efficientnms":
+        if len(shapes) < 4:
+            raise ModelLayoutError(f"output_layout efficientnms needs four outputs (num_dets, "
+                                   f"boxes, scores, classes); the model has {shapes}")
+        _check_efficientnms(shapes)
+    elif len(first) != 3:
+        raise ModelLayoutError(f"output_layout {layout} needs a 3-D first output; the model's "
+                               f"outputs are {shapes}")
+    a, b = (first[1], first[2]) if len(first) == 3 else (None, None)
+    need = {"yolov8": (a, 4, "[1, 4+nc, N]"), "yolov5": (b, 5, "[1, N, 5+nc]")}.get(layout)
+    if need is not None:
+        dim, extra, form = need
+        if isinstance(dim, int) and dim <= extra:  # names that do not fit are the user's call
+            raise ModelLayoutError(f"output {first} is not {layout} {form}: no class scores")
+        if names_count is None:
+            if not isinstance(dim, int):
+                raise ModelLayoutError(f"output_layout {layout}: the class count cannot be read "
+                                       f"from output {first}; set class_names")
+            return dim - extra
+        return names_count
+    if layout == "end2end" and isinstance(b, int) and b != 6:
+        raise ModelLayoutError(f"output {first} is not end2end [1, K, 6] (x1, y1, x2, y2, "
+                               "score, class)")
+    if names_count is None:
+        raise ModelLayoutError(f"output_layout {layout} carries class ids only: set class_names "
+                               "(the model's metadata has no names)")
+    return names_count
+
+
 def detect_output_layout(
     shapes: list[list[int | str]], names_count: int | None, meta: dict[str, str]
 ) -> tuple[str, int]:
     """(layout, number of classes) from output shapes; raises naming what was found."""
     if len(shapes) >= 4 and all(len(s) >= 2 for s in shapes[:4]) and len(shapes[1]) == 3 \
             and shapes[1][-1] == 4:
+        _check_efficientnms(shapes)
         return "efficientnms", names_count or 0
     if len(shapes) != 1 or len(shapes[0]) != 3:
+        heads = _raw_heads(shapes)
+        hint = (f"; {len(heads)} of them look like YOLOv5's raw detection heads {heads}: "
+                "re-export with only the decoded output (YOLOv5 export.py without --train), "
+                "or cut them off with onnx.utils.extract_model") if heads else ""
         raise ModelLayoutError(
             f"unsupported outputs {shapes}: expected one [1, 4+nc, N] (YOLOv8), [1, N, 5+nc] "
-            f"(YOLOv5/v7), [1, K, 6] (NMS inside) or four EfficientNMS outputs"
+            f"(YOLOv5/v7), [1, K, 6] (NMS inside) or four EfficientNMS outputs{hint}"
         )
     _, a, b = shapes[0]
     end2end_flag = str(meta.get("end2end", meta.get("nms", ""))).lower() == "true"
@@ -147,15 +221,20 @@ def read_model_info(
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1:
         raise ModelLayoutError(f"expected one image input, found {[i.name for i in inputs]}")
-    input_hw, input_layout = _input_geometry(_dims(inputs[0]), meta)
+    input_dims = _dims(inputs[0])
+    input_hw, input_layout = _input_geometry(input_dims, meta)
     names = class_names or parse_names(meta.get("names"))
     shapes = [_dims(o) for o in model.graph.output]
+    if not shapes:
+        raise ModelLayoutError(f"{path} has no outputs")
+    if output_layout != "auto" and output_layout not in LAYOUTS:
+        raise ModelLayoutError(f"unknown output_layout {output_layout!r} (choose from {LAYOUTS})")
+    _check_batch(input_dims, shapes)
     if output_layout == "auto":
         layout, nc = detect_output_layout(shapes, len(names) if names else None, meta)
-    elif output_layout in LAYOUTS:
-        layout, nc = output_layout, len(names) if names else 0
     else:
-        raise ModelLayoutError(f"unknown output_layout {output_layout!r} (choose from {LAYOUTS})")
+        layout = output_layout
+        nc = _check_override(layout, shapes, len(names) if names else None)
     if not names:
         names = [f"class_{i}" for i in range(nc)]
     return ModelInfo(

@@ -58,6 +58,9 @@ def test_light_and_heat_drive_switches_with_no_frame_lost(tmp_path: Path) -> Non
     with log.open("wb") as out:
         process = start_detector(CAMERA, backend="onnxruntime", extra_params={
             "variants_dir": str(dark_failing_variants(tmp_path)),
+            # every frame must be answered: lazy mode would let the frames sent before the
+            # node has matched this probe's detections subscription go (docs: Lazy mode)
+            "lazy": "false",
             "engine_cache_dir": str(tmp_path / "cache"),
             "input_qos.reliability": "reliable", "input_qos.depth": "10",
             "stats_window_s": "2.0", "diagnostics_period_s": "0.5",

@@ -18,6 +18,7 @@ import yaml
 from edge_trt_ros.ros.launch_args import (
     DEFAULT_BACKEND,
     DEFAULT_CAMERA,
+    DEFAULT_CAMERAS,
     EXECUTABLE,
     NODE_NAME,
     PACKAGE,
@@ -54,9 +55,10 @@ def test_launch_file_starts_the_installed_executable_with_the_shared_contract() 
         if any(k.arg == "default_value" for k in c.keywords)
         and isinstance(_kw(c, "default_value"), ast.Constant)
     }
-    assert args == {"camera": DEFAULT_CAMERA, "backend": DEFAULT_BACKEND}
+    assert args == {"camera": DEFAULT_CAMERA, "cameras": DEFAULT_CAMERAS,
+                    "backend": DEFAULT_BACKEND}
     assert {ast.literal_eval(c.args[0]) for c in _calls(tree, "DeclareLaunchArgument")} == {
-        "camera", "backend", "params_file"}
+        "camera", "cameras", "backend", "params_file"}
     # the params file default is <share>/config/detector.yaml, i.e. PARAMS_FILE
     join = next(c for c in _calls(tree, "join") if len(c.args) == 3)
     assert "/".join(ast.literal_eval(a) for a in join.args[1:]) == PARAMS_FILE
@@ -103,6 +105,9 @@ def test_plain_process_start_uses_the_same_remapping_and_params() -> None:
     assert f"__node:={NODE_NAME}" in args and "backend:=onnxruntime" in args
     # no backend argument: the params file decides (as ros2 launch without backend:=)
     assert not any(a.startswith("backend:=") for a in detector_ros_args("/p.yaml"))
+    several = detector_ros_args("/p.yaml", cameras=["/front/image_raw", "/rear/image_raw"])
+    assert several[-2:] == ["-p", "image_topics:=[/front/image_raw,/rear/image_raw]"]
+    assert not any(a.startswith("image:=") for a in several)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None,
@@ -121,12 +126,12 @@ def test_launch_description_loads_with_launch_ros() -> None:
 
     entities = module.generate_launch_description().entities
     declared = {e.name for e in entities if isinstance(e, DeclareLaunchArgument)}
-    assert declared == {"camera", "params_file", "backend"}
+    assert declared == {"camera", "cameras", "params_file", "backend"}
     [make] = [e for e in entities if isinstance(e, OpaqueFunction)]
-    for backend in ("", "tensorrt"):
+    for backend, cameras in (("", ""), ("tensorrt", "/a/image,/b/image")):
         context = LaunchContext()
         context.launch_configurations.update(
-            {"camera": "/c", "params_file": "/p.yaml", "backend": backend})
+            {"camera": "/c", "cameras": cameras, "params_file": "/p.yaml", "backend": backend})
         [node] = make.execute(context)
         assert isinstance(node, Node)
 

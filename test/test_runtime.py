@@ -10,6 +10,7 @@ import json
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +231,34 @@ def test_a_failed_switch_keeps_the_running_engine(tiny: Path, variants: Path) ->
     assert switcher.active is before and opened.released == 0
     assert len(before.detectors) == 2  # one detector per worker
     switcher.close()
+
+
+def test_cpu_workers_share_one_engine_and_run_frames_at_once(
+    tiny: Path, variants: Path
+) -> None:
+    catalog, opened = Catalog(tiny, variants), Opened()
+    fp32, int8 = catalog.pick("fp32", "onnxruntime"), catalog.pick("int8", "onnxruntime")
+    switcher = EngineSwitcher(opened, workers=2, decode=DECODE)
+    switcher.start(EngineSpec("onnxruntime", str(fp32.path), intra_op_threads=1), fp32)
+    a, b = switcher.active.detectors
+    assert len(opened.opened) == 1 and a.engine is b.engine  # one load, one warm-up
+    h, w = a.info.input_hw
+    tensors = [np.random.default_rng(i).random((1, 3, h, w), np.float32) for i in range(2)]
+    alone = [a.engine.infer(t)[0].copy() for t in tensors]
+    with ThreadPoolExecutor(2) as pool:  # both workers on the one session at once
+        together = list(pool.map(lambda d, t: d.engine.infer(t)[0], (a, b), tensors))
+    for x, y in zip(alone, together, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(alone[0], alone[1])  # distinct inputs gave distinct outputs
+    frame = np.zeros((64, 96, 3), np.uint8)
+    b.detect(frame)
+    switcher.switch(EngineSpec("onnxruntime", str(int8.path), "int8", intra_op_threads=1),
+                    int8, reason="test")
+    assert len(opened.opened) == 2 and opened.released == 1  # the fp32 engine, freed once
+    with pytest.raises(EngineError, match="released"):
+        b.detect(frame)  # the sibling ran on the engine that was freed
+    switcher.close()
+    assert opened.released == 2
 
 
 def test_thresholds_reach_every_detector_and_later_engines(tiny: Path, variants: Path) -> None:

@@ -88,6 +88,21 @@ def test_tensorrt_switches_build_once_then_load_from_the_cache(
         world.named("Stream")[-1][1]])
 
 
+def test_each_tensorrt_worker_gets_its_own_engine(catalog: Catalog, tmp_path: Path) -> None:
+    world = World()
+    base = EngineSpec("tensorrt", str(catalog.model_path), device="cuda:0",
+                      cache_dir=str(tmp_path / "plans"))
+    switcher = EngineSwitcher(Opener(world, make_tensorrt(world), make_cuda(world)), workers=2,
+                              decode=DecodeParams(0.25, 0.45, 100))
+    switcher.start(*_plan(catalog, base, "fp32", "max"))
+    a, b = switcher.active.detectors
+    assert a.engine is not b.engine  # one execution context and buffer set each
+    assert len(world.named("create_execution_context")) == 2
+    with pytest.raises(EngineError, match="one frame at a time"):
+        a.share()
+    switcher.close()
+
+
 def test_a_failed_tensorrt_build_keeps_the_running_engine(
     catalog: Catalog, tmp_path: Path
 ) -> None:

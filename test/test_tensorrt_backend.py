@@ -274,7 +274,9 @@ def test_cache_key_covers_every_build_setting_but_the_timing_cache_path(
                  {"builder_optimization_level": 3}, {"mark_batchnorm": True},
                  {"mark_activation": True}, {"workspace_bytes": 1 << 30}, {"max_batch": 4},
                  {"max_batch": 4, "opt_batch": 2}, {"dla_core": 0}, {"gpu_fallback": False},
-                 {"detailed_profiling": False}, {"calibration_sha256": "c" * 64}]
+                 {"detailed_profiling": False}, {"calibration_sha256": "c" * 64},
+                 {"version_compatible": True},
+                 {"version_compatible": True, "exclude_lean_runtime": True}]
     covered = {name for o in overrides for name in o} | {"timing_cache_path"}
     assert covered == {f.name for f in dataclasses.fields(base)}  # a new field needs a case
     changed = [dataclasses.replace(base, **o) for o in overrides]

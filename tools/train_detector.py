@@ -2,10 +2,10 @@
 """Train the shipped defect detector and export it as a YOLOv8-layout ONNX.
 
 Training-only tool: needs PyTorch (never imported by the package at run time). The model is
-a small anchor-free YOLOv8-style net (Conv-BN-SiLU + C2f backbone, SPPF, PAN neck, strides
-8/16/32, decoupled head with DFL box regression) trained with a task-aligned assigner
-(TAL), CIoU + DFL + BCE losses, EMA weights and a wall-clock-based cosine schedule so a
-fixed device budget is used fully.
+a small anchor-free YOLOv8-style net (Conv-BN-activation + C2f backbone, SPPF, PAN neck,
+strides 8/16/32, decoupled head with DFL box regression; SiLU, or ReLU with ``--act relu``)
+trained with a task-aligned assigner (TAL), CIoU + DFL + BCE losses, EMA weights and a
+wall-clock-based cosine schedule so a fixed device budget is used fully.
 
     python tools/train_detector.py --out /tmp/run --train-count 24000 --time-budget-s 390
 
@@ -40,12 +40,17 @@ PAD = 114
 
 
 # ----------------------------------------------------------------------------- model
+ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "relu": nn.ReLU}
+
+
 class Conv(nn.Sequential):
+    act: type[nn.Module] = nn.SiLU  # set by build_model from --act
+
     def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1) -> None:
         super().__init__(
             nn.Conv2d(c1, c2, k, s, k // 2, bias=False),
             nn.BatchNorm2d(c2, eps=1e-3, momentum=0.03),
-            nn.SiLU(inplace=True),
+            self.act(inplace=True),  # type: ignore[call-arg]
         )
 
 
@@ -414,7 +419,24 @@ def metadata(input_hw: tuple[int, int], extra: str) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- main
+def checkpoint_act(ckpt: dict, path: Path, act: str) -> None:
+    """Refuse a checkpoint trained with another activation: its weights would load (same
+    shapes) and silently compute a different network. Checkpoints from before ``--act``
+    were SiLU."""
+    trained = ckpt.get("args", {}).get("act", "silu")
+    if trained != act:
+        raise SystemExit(f"{path} was trained with --act {trained}; pass --act {trained} "
+                         f"(got --act {act})")
+
+
+def act_note(act: str) -> str:
+    """The description's note on a non-default activation (none for SiLU, so a re-export
+    of a SiLU checkpoint stays byte-identical to earlier ones)."""
+    return "" if act == "silu" else f"activation {act}"
+
+
 def build_model(args: argparse.Namespace) -> DefectYolo:
+    Conv.act = ACTIVATIONS[args.act]
     widths = tuple(int(c) for c in args.widths.split(","))
     head = tuple(int(c) for c in args.head.split(","))
     return DefectYolo(len(CLASS_NAMES), widths, head)  # type: ignore[arg-type]
@@ -438,6 +460,12 @@ def main() -> int:
     ap.add_argument("--export-only", type=Path, help="checkpoint to export, skip training")
     ap.add_argument("--init", type=Path, help="checkpoint to continue from (EMA weights)")
     ap.add_argument(
+        "--act", choices=tuple(ACTIVATIONS), default="silu",
+        help="activation after every Conv-BN: SiLU (YOLOv8's), or ReLU, which INT8 kernels "
+        "fold into the convolution (ONNX Runtime's QLinearConv, TensorRT); --export-only "
+        "and --init refuse a checkpoint trained with another one",
+    )
+    ap.add_argument(
         "--bn", choices=("batch", "frozen"), default="batch",
         help="BatchNorm while training: batch statistics (standard), or frozen at mean 0 / "
         "var 1 so each BN is a learned per-channel affine (how the shipped model was trained)",
@@ -458,12 +486,16 @@ def main() -> int:
 
     if args.export_only:
         ckpt = torch.load(args.export_only, map_location="cpu", weights_only=False)
+        checkpoint_act(ckpt, args.export_only, args.act)
         model.load_state_dict(ckpt["ema"])
-        export_onnx(model, input_hw, args.out / "defect_yolo.onnx", metadata(input_hw, ""))
+        export_onnx(model, input_hw, args.out / "defect_yolo.onnx",
+                    metadata(input_hw, act_note(args.act)))
         return 0
 
     if args.init:
-        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["ema"])
+        ckpt = torch.load(args.init, map_location="cpu", weights_only=False)
+        checkpoint_act(ckpt, args.init, args.act)
+        model.load_state_dict(ckpt["ema"])
     t0 = time.time()
     images, targets = render_split(
         "train", args.train_count, input_hw, args.workers, args.train_offset
@@ -542,7 +574,8 @@ def main() -> int:
                history=history)
     torch.save({"ema": ema.model.state_dict(), "args": log["args"]}, args.out / "ckpt.pt")
     export_onnx(ema.model, input_hw, args.out / "defect_yolo.onnx",
-                metadata(input_hw, f"trained {it} iters on {n} synthetic frames"))
+                metadata(input_hw, f"trained {it} iters on {n} synthetic frames"
+                         + (f", {act_note(args.act)}" if args.act != "silu" else "")))
     log["total_s"] = time.time() - t0
     (args.out / "train_log.json").write_text(json.dumps(log, indent=1))
     print(f"done: {it} iters, {log['epochs_seen']:.1f} epochs, {log['total_s']:.0f}s", flush=True)

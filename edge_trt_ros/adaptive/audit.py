@@ -242,6 +242,18 @@ class AuditLog:
             self._rotate()
         self._write_raw(data)
 
+    def flush(self) -> int:
+        """Write the records held since a failed write; returns how many were written.
+
+        A controller in a steady state may record nothing for hours, so the node calls this
+        while records are held instead of waiting for the next one. Raises
+        :class:`AuditWriteError` while the log still cannot be written."""
+        with self._lock:
+            before = self.records_written
+            if self._pending or self._lost:
+                self._flush_pending()
+            return self.records_written - before
+
     @property
     def pending(self) -> int:
         return len(self._pending)

@@ -57,7 +57,10 @@ class AdaptiveController:
     """One detector's controller (see the module docstring for the calls)."""
 
     def __init__(self, config: ControllerConfig, table: EfficiencyTable, initial: str,
-                 now: float, *, audit: AuditLog | None = None, forced: bool = False) -> None:
+                 now: float, *, audit: AuditLog | None = None, forced: bool = False,
+                 clock: str = "monotonic") -> None:
+        """``now`` and every later time are seconds on one clock, named by ``clock`` in the
+        start record (``monotonic``, or the node's ROS clock under simulated time)."""
         self.config = config.validate()
         self.table = table
         self.audit = audit
@@ -66,7 +69,7 @@ class AdaptiveController:
         self.decisions_recorded = 0
         self.audit_failures = 0
         self._followup: _FollowUp | None = None
-        self._write("start", now, {"variant": initial, "forced": forced,
+        self._write("start", now, {"variant": initial, "forced": forced, "clock": clock,
                                    "config": config.to_dict(), "table": self._table_dict()})
 
     # -- per window ----------------------------------------------------------------------
@@ -182,6 +185,8 @@ class AdaptiveController:
         """Record where the shift ended (the audit summary's last interval) and close."""
         try:
             self._write("stop", now, {"variant": self.state.current,
+                                      "decisions": self.state.decisions,
+                                      "decisions_recorded": self.decisions_recorded,
                                       "table": self._table_dict()})
         finally:
             if self.audit is not None:

@@ -491,8 +491,13 @@ def _choose(config: ControllerConfig, ctx: Context, state: ControllerState, now:
             return WAITING, (f"{best.name} may be better by {ranking}, but {name} has no "
                              "measured figures yet"), name
         if not beats:
-            return STEADY, (f"{name} stays: {best.name} is only {how} by {ranking} "
-                            f"(hysteresis {config.hysteresis * 100:.0f}%)"), name
+            stays = (f"{name} stays: {best.name} is only {how} by {ranking} "
+                     f"(hysteresis {config.hysteresis * 100:.0f}%)")
+            if thermal:  # ranking by power because of the heat: say so in the audit
+                return THERMAL, (f"thermal protection ({_fmt(ctx.temperature_c, '.1f')} C, "
+                                 f"throttling at {_fmt(ctx.throttle_c, '.0f')} C): "
+                                 f"{stays}"), name
+            return STEADY, stays, name
         if thermal:
             trigger = THERMAL
             why = (f"{_fmt(ctx.temperature_c, '.1f')} C, throttling at "

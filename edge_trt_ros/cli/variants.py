@@ -42,6 +42,11 @@ def register(subparsers: Any) -> None:
                    help="keep nodes whose names start with PREFIX float in the int8 variants "
                    "(repeatable), e.g. /model/stem; ort:/model/stem or trt:/model/stem for "
                    "one recipe only")
+    p.add_argument("--share-concat-ranges", action="append", default=[], metavar="RECIPE",
+                   choices=("ort", "trt"),
+                   help="give the tensors around each Concat one quantization range in this "
+                   "recipe's int8 file (repeatable), so ONNX Runtime's QLinearConcat only "
+                   "copies (variants/shared_ranges.py)")
     p.add_argument("--base-in-place", action="store_true",
                    help="record the fp32 model where it is instead of copying it into --out "
                    "(for variant sets shipped beside their model)")
@@ -66,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     path = build_variants(args.model, out, calibration=spec, mixed=args.mixed,
                           head_prefix=args.head_prefix, cache_dir=args.cache_dir,
                           float_prefixes=tuple(args.keep_float),
+                          share_concat_ranges=tuple(args.share_concat_ranges),
                           copy_base=not args.base_in_place)
     manifest = load_manifest(path)
     if args.evaluate:

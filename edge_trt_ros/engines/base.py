@@ -29,6 +29,12 @@ class Engine(Protocol):
     @property
     def info(self) -> EngineInfo: ...
 
+    @property
+    def concurrent(self) -> bool:
+        """True when ``infer`` may run from several threads at once on this one engine, so
+        workers share it (one load, one warm-up, one copy of the weights per switch)."""
+        ...
+
     def infer(self, tensor: np.ndarray) -> Sequence[np.ndarray]:
         """Run one batch; returns the model outputs in graph order."""
         ...

@@ -38,7 +38,7 @@ import numpy as np
 import onnx
 
 from edge_trt_ros.engines.base import EngineInfo
-from edge_trt_ros.engines.cache import CacheKey, EngineCache
+from edge_trt_ros.engines.cache import CacheKey, EngineCache, EntryManifest
 from edge_trt_ros.engines.tensorrt_build import (
     TensorRTModule,
     TrtBuildConfig,
@@ -89,6 +89,8 @@ def _model_outputs(model_path: Path) -> list[str]:
 
 class TensorRTEngine:
     """A deserialized plan with its execution context, stream and buffers (Engine protocol)."""
+
+    concurrent = False  # one execution context, one set of bound buffers
 
     def __init__(self, trt_module: TensorRTModule, engine: trt.ICudaEngine, *, cuda: ModuleType,
                  info: EngineInfo, model_outputs: Sequence[str], keep_alive: Sequence[Any] = (),
@@ -385,8 +387,20 @@ def load_engine(
     def deserialize(blob: bytes) -> trt.ICudaEngine | None:
         return runtime.deserialize_cuda_engine(blob)
 
+    def allow_host_code(manifest: EntryManifest) -> None:
+        """Host code only for a plan whose build-time manifest (written by this package,
+        checked against the key and the bytes) says it carries some; never otherwise."""
+        if hasattr(runtime, "engine_host_code_allowed"):  # TensorRT 8.6+
+            runtime.engine_host_code_allowed = manifest.host_code
+        elif manifest.host_code:
+            raise EngineError(f"{backend_name(trt_module)} cannot allow a plan's host code "
+                              "(no engine_host_code_allowed); rebuild without "
+                              "version_compatible")
+
     try:
-        engine, built = cache.get_or_build(key, build, deserialize)
+        engine, built = cache.get_or_build(key, build, deserialize,
+                                           host_code=config.host_code,
+                                           prepare=allow_host_code)
     except ValueError as exc:  # a plan fresh from the builder that the runtime refuses
         raise EngineError(f"{exc}: the TensorRT runtime and builder disagree; check that one "
                           "TensorRT version is installed") from exc

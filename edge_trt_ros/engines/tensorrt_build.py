@@ -93,6 +93,12 @@ class TrtBuildConfig:
     detailed_profiling: bool = True  # the engine inspector then lists each layer's ONNX nodes
     timing_cache_path: str | None = None
     calibration_sha256: str = ""  # the manifest's calibration key; its own cache-key field
+    # A plan a newer TensorRT can also run (BuilderFlag.VERSION_COMPATIBLE). It embeds the
+    # lean runtime, host code the runtime must be allowed to run, unless exclude_lean_runtime
+    # (then the lean runtime must be installed where it runs). Off by default: a plan with
+    # host code is loaded only from this package's own cache, with a matching manifest.
+    version_compatible: bool = False
+    exclude_lean_runtime: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -111,6 +117,8 @@ class TrtBuildConfig:
                             f"({self.max_batch})")
         if self.dla_core < -1:
             problems.append(f"dla_core {self.dla_core}: use -1 (GPU) or a DLA core index")
+        if self.exclude_lean_runtime and not self.version_compatible:
+            problems.append("exclude_lean_runtime only applies to version_compatible plans")
         if problems:
             raise ValueError("invalid TensorRT build config: " + "; ".join(problems))
 
@@ -127,6 +135,11 @@ class TrtBuildConfig:
         }
         values.update(overrides)
         return cls(**values)
+
+    @property
+    def host_code(self) -> bool:
+        """Whether the plan carries host code (the embedded lean runtime)."""
+        return self.version_compatible and not self.exclude_lean_runtime
 
     def cache_settings(self) -> dict[str, str]:
         """Settings that change the engine, for :class:`~edge_trt_ros.engines.cache.CacheKey`."""
@@ -426,6 +439,15 @@ def _configure(trt_module: TensorRTModule, features: TrtFeatures, builder: trt.B
                                              config.workspace_bytes)
     if config.detailed_profiling and hasattr(trt_module, "ProfilingVerbosity"):
         builder_config.profiling_verbosity = trt_module.ProfilingVerbosity.DETAILED
+    for wanted, flag in ((config.version_compatible, "VERSION_COMPATIBLE"),
+                         (config.exclude_lean_runtime, "EXCLUDE_LEAN_RUNTIME")):
+        if not wanted:
+            continue
+        member = getattr(getattr(trt_module, "BuilderFlag", None), flag, None)
+        if member is None:
+            raise TrtBuildError(f"{features.product} has no BuilderFlag.{flag} (TensorRT 8.6+); "
+                                "build without version_compatible", stage="configure")
+        builder_config.set_flag(member)
     if config.dla_core < 0:
         return
     cores = int(getattr(builder, "num_DLA_cores", 0) or 0)
@@ -448,6 +470,9 @@ def _configure(trt_module: TensorRTModule, features: TrtFeatures, builder: trt.B
 
 
 def _load_timing_cache(builder_config: trt.IBuilderConfig, path: Path) -> str:
+    if path.is_symlink():  # the cache directory's files are never read through a link
+        log.warning("timing cache %s is a symlink; ignoring it (starting an empty one)", path)
+        path.unlink()
     blob = path.read_bytes() if path.is_file() else b""
     try:
         cache = builder_config.create_timing_cache(blob)

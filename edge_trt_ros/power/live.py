@@ -7,6 +7,7 @@ four calls, so the ROS node only wires them (and a benchmark can use the same th
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from edge_trt_ros.power.energy import EfficiencySnapshot, EnergyMeter
@@ -24,6 +25,9 @@ class LiveFigures:
     efficiency: EfficiencySnapshot
     thermal: ThermalStatus
     sensor: str  # name of the sensor in use now (ina3221-hwmon, nvml, estimate, ...)
+
+
+IDLE_PERIOD_S = 1.0
 
 
 class LivePower:
@@ -52,13 +56,26 @@ class LivePower:
         return self.detection.profile.name
 
     def why_not_measured(self) -> str:
-        """Why each more specific sensor was skipped (for an 'estimated' diagnostic)."""
-        return "; ".join(f"{name}: {reason}" for name, reason in self.detection.skipped)
+        """Why each more specific sensor was skipped at start or failed since (for an
+        'estimated' diagnostic)."""
+        reasons = [f"{name}: {reason}" for name, reason in self.detection.skipped]
+        failure = self.sensor.last_failure
+        if self.sensor.degraded and failure is not None:
+            t, name, reason = failure
+            reasons.insert(0, f"{name} failed {time.monotonic() - t:.0f} s ago ({reason}); "
+                              f"retried every {self.sensor.retry_s:g} s")
+        return "; ".join(reasons)
 
     def start(self) -> None:
         if self._sampler is None:
             self.meter.reset()
             self._sampler = PowerSampler(self.meter, self._period_s).start()
+
+    def set_idle(self, idle: bool) -> None:
+        """Sample at IDLE_PERIOD_S while nobody reads the node's outputs (lazy): at 20 Hz the
+        sampler alone costs about half a percent of a core, the idle node's largest cost."""
+        if self._sampler is not None:
+            self._sampler.period_s = IDLE_PERIOD_S if idle else self._period_s
 
     def stop(self) -> None:
         if self._sampler is not None:

@@ -8,6 +8,7 @@ and the INA3221 rail names.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -108,6 +109,10 @@ def _profile_from_dict(data: dict[str, Any], path: Path | None) -> HardwareProfi
     modes = tuple(
         PowerMode(str(m["name"]), float(m["watts"]), m.get("id")) for m in data["power_modes"]
     )
+    if not modes:
+        raise ValueError(f"{path}: power_modes is empty")
+    if not all(math.isfinite(m.watts) and m.watts > 0 for m in modes):
+        raise ValueError(f"{path}: every power mode needs a positive, finite watts value")
     ina = data.get("ina3221") or {}
     fusion = str(data["default_fusion_profile"])
     if fusion not in FUSION_PROFILES:
@@ -130,13 +135,42 @@ def _profile_from_dict(data: dict[str, Any], path: Path | None) -> HardwareProfi
     )
 
 
+def parse_profile(text: str, path: Path | None = None) -> HardwareProfile:
+    """One profile from YAML text (``yaml.safe_load``: plain data only, never a Python
+    object); raises ValueError naming the file and what is wrong with it."""
+    where = path or "hardware profile"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{where}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping of profile fields, got "
+                         f"{type(data).__name__}")
+    try:
+        profile = _profile_from_dict(data, path)
+    except KeyError as exc:
+        raise ValueError(f"{where}: missing field {exc}") from None
+    except (TypeError, ValueError, AttributeError, OverflowError, IndexError) as exc:
+        raise ValueError(f"{where}: a field has the wrong type or value ({exc})") from None
+    if not (math.isfinite(profile.idle_watts) and profile.idle_watts >= 0
+            and math.isfinite(profile.memory_bandwidth_gbps)
+            and profile.memory_bandwidth_gbps > 0):
+        raise ValueError(f"{where}: idle_watts must be >= 0 and memory_bandwidth_gbps > 0 "
+                         "(finite numbers)")
+    return profile
+
+
 def load_profiles(directory: Path | str | None = None) -> dict[str, HardwareProfile]:
-    """All profiles by name, from :func:`hardware_profiles_dir`."""
+    """All profiles by name, from :func:`hardware_profiles_dir`; ValueError names a file
+    that is not a valid profile."""
     d = hardware_profiles_dir(directory)
     out: dict[str, HardwareProfile] = {}
     for f in sorted(d.glob("*.yaml")):
-        with open(f, encoding="utf-8") as fh:
-            profile = _profile_from_dict(yaml.safe_load(fh), f)
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{f}: cannot read ({exc})") from None
+        profile = parse_profile(text, f)
         out[profile.name] = profile
     return out
 

@@ -55,13 +55,26 @@ class RaplSensor:
         self._last_t = time.monotonic()
         self._last_total = 0.0
         self._last_watts = 0.0
+        self._rebase = False  # a read failed: the counter's next value is a new baseline
 
     def _update(self) -> float:
         with self._lock:
-            for z in self._zones:
-                now = read_int_or_raise(z.energy_path, f"RAPL {z.name}")
-                z.total_uj += wrap_delta(z.last_uj, now, z.max_range_uj)
+            try:
+                values = [read_int_or_raise(z.energy_path, f"RAPL {z.name}")
+                          for z in self._zones]
+            except Exception:
+                # What the counter did while unreadable is unknown (a driver reload restarts
+                # it): the next good read starts a new baseline instead of a wrap-sized jump.
+                self._rebase = True
+                raise
+            for z, now in zip(self._zones, values, strict=True):
+                if not self._rebase:
+                    z.total_uj += wrap_delta(z.last_uj, now, z.max_range_uj)
                 z.last_uj = now
+            if self._rebase:
+                self._rebase = False
+                self._last_t = time.monotonic()
+                self._last_total = sum(z.total_uj for z in self._zones) / 1e6
             return sum(z.total_uj for z in self._zones) / 1e6
 
     def read(self) -> PowerReading:

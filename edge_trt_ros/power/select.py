@@ -11,6 +11,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,16 +144,29 @@ def detect_sensors(
     return Detection(profile, "", sensors, skipped)
 
 
-class FallbackSensor:
-    """A chain of sensors that never raises: on failure it logs why and uses the next."""
+RETRY_S = 5.0  # how often a failed, more specific sensor is tried again
+MAX_EVENTS = 64  # fallback/recovery events kept (a flapping sensor must not grow memory)
+RECOVERED = "recovered"  # the reason of an event that went back to a better sensor
 
-    def __init__(self, sensors: list[PowerSensor]) -> None:
+
+class FallbackSensor:
+    """A chain of sensors that never raises: on failure it logs why and uses the next, and
+    every ``retry_s`` it tries the better ones again (a driver reloaded, a counter back
+    after a hot-plug), so a robot does not run on an estimate for the rest of a shift."""
+
+    def __init__(self, sensors: list[PowerSensor], retry_s: float = RETRY_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if not sensors:
             raise ValueError("FallbackSensor needs at least one sensor")
         self._sensors = list(sensors)
         self._i = 0
         self._lock = threading.Lock()
-        self.events: list[tuple[float, str, str, str]] = []  # (t, from, to, reason)
+        self._retry_s = retry_s
+        self._clock = clock
+        self._next_retry = math.inf
+        # (t, from, to, reason); reason RECOVERED when it went back to a better sensor
+        self.events: deque[tuple[float, str, str, str]] = deque(maxlen=MAX_EVENTS)
+        self.last_failure: tuple[float, str, str] | None = None  # (t, sensor, reason)
 
     @property
     def current(self) -> PowerSensor:
@@ -174,12 +188,24 @@ class FallbackSensor:
     def source(self) -> str:
         return str(getattr(self.current, "source", self.current.name))
 
+    @property
+    def retry_s(self) -> float:
+        return self._retry_s
+
+    @property
+    def degraded(self) -> bool:
+        """True while a more specific sensor than the current one has failed."""
+        return self._i > 0 and self.last_failure is not None
+
     def _degrade(self, reason: str) -> bool:
         failed = self.current.name
+        now = self._clock()
+        self.last_failure = (now, failed, reason)
         if self._i + 1 >= len(self._sensors):
             return False
         self._i += 1
-        self.events.append((time.monotonic(), failed, self.current.name, reason))
+        self._next_retry = now + self._retry_s
+        self.events.append((now, failed, self.current.name, reason))
         log.warning(
             "power sensor %s failed (%s); falling back to %s. Efficiency figures now come "
             "from %s%s",
@@ -191,8 +217,35 @@ class FallbackSensor:
         )
         return True
 
+    def _retry(self) -> PowerReading | None:
+        """Try the sensors before the current one, best first; the first that reads again
+        becomes current (a reading from it), else None and the next try is later."""
+        now = self._clock()
+        if now < self._next_retry:
+            return None
+        self._next_retry = now + self._retry_s
+        for i in range(self._i):
+            sensor = self._sensors[i]
+            try:
+                reading = sensor.read()
+            except Exception:
+                continue
+            previous = self.current.name
+            self._i = i
+            self.events.append((now, previous, sensor.name, RECOVERED))
+            log.warning("power sensor %s reads again; efficiency figures come from %s again "
+                        "(measured, no longer from %s)", sensor.name, self.source, previous)
+            if i == 0:
+                self.last_failure = None
+            return reading
+        return None
+
     def read(self) -> PowerReading:
         with self._lock:
+            if self._i > 0:
+                recovered = self._retry()
+                if recovered is not None:
+                    return recovered
             while True:
                 try:
                     return self.current.read()

@@ -1,11 +1,19 @@
-"""ROS messages <-> core types: images in; detections, labels, status and variants out."""
+"""ROS messages <-> core types: images in; detections, labels, status and variants out.
+
+Everything an image message carries is outside input: strings from it (frame_id, encoding)
+reach the log only through :func:`printable`, so a frame_id with a newline cannot forge a
+log line, and rclpy's MessageInfo becomes a publisher key and sequence number for
+:class:`~edge_trt_ros.runtime.counters.SequenceGaps`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import (
@@ -17,6 +25,7 @@ from vision_msgs.msg import (
     VisionClass,
 )
 
+from edge_trt_ros.errors import ImageFormatError
 from edge_trt_ros.msg import EfficiencyStatus, VariantInfo
 from edge_trt_ros.power.live import LiveFigures
 from edge_trt_ros.runtime.counters import FAILED, REJECTED, REPLACED, CounterSnapshot
@@ -26,10 +35,61 @@ from edge_trt_ros.runtime.stats import WindowStats
 from edge_trt_ros.vision.decode import Detections
 from edge_trt_ros.vision.image import ImageView, image_view
 
+PRINTABLE_LIMIT = 120  # characters of an outside string shown in a log line
+
+# rclpy >= Iron passes (msg, MessageInfo) to a callback that takes two arguments; Humble's
+# subscriptions always call with the message alone.
+SUBSCRIPTION_MESSAGE_INFO = hasattr(Subscription, "CallbackType")
+
+
+def printable(text: str, limit: int = PRINTABLE_LIMIT) -> str:
+    """``text`` safe for one log line: control and format characters and line separators
+    (newline, carriage return, escape sequences, bidi overrides, U+2028) as ``\\xNN`` /
+    ``\\uNNNN``; at most ``limit`` characters plus a count of the rest."""
+    out = []
+    for ch in text[:limit]:
+        category = unicodedata.category(ch)
+        if category[0] == "C" or category in ("Zl", "Zp"):  # also U+2028/2029 line breaks
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+                       if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    rest = len(text) - limit
+    return "".join(out) + (f"...(+{rest} chars)" if rest > 0 else "")
+
 
 def view_of(msg: Image) -> ImageView:
-    """Zero-copy view of an Image message; raises ImageFormatError on a frame it can't use."""
-    return image_view(msg.data, msg.encoding, msg.height, msg.width, msg.step)
+    """Zero-copy view of an Image message; raises ImageFormatError on a frame it can't use
+    (its message made :func:`printable`: it quotes the frame's own encoding)."""
+    try:
+        return image_view(msg.data, msg.encoding, msg.height, msg.width, msg.step)
+    except ImageFormatError as exc:
+        raise ImageFormatError(printable(str(exc), 400)) from None
+
+
+def publisher_key(info: Mapping[str, Any]) -> object:
+    """A hashable id of the message's publisher from rclpy's MessageInfo, or None when the
+    RMW/rclpy does not report one (``publisher_gid`` is Kilted+)."""
+    gid = info.get("publisher_gid")
+    if not gid:
+        return None
+    if isinstance(gid, Mapping):
+        data = gid.get("data", gid)
+        try:
+            return bytes(data)
+        except (TypeError, ValueError):
+            return repr(sorted(gid.items()))
+    try:
+        return bytes(gid)
+    except (TypeError, ValueError):
+        return repr(gid)
+
+
+def publication_sequence(info: Mapping[str, Any]) -> int | None:
+    """The publisher's sequence number of this message, or None where the RMW has none."""
+    value = info.get("publication_sequence_number")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def detections_msg(

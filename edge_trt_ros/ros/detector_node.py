@@ -15,6 +15,7 @@ interpreter time re-queueing pending callbacks.)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -31,27 +32,29 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.subscription import Subscription
 from rclpy.task import Future
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
-from vision_msgs.msg import Detection2DArray, LabelInfo
+from vision_msgs.msg import LabelInfo
 
 from edge_trt_ros.choices import AUTO, FUSION_PROFILES
 from edge_trt_ros.engines.spec import parse_device
-from edge_trt_ros.errors import EdgeTrtError
+from edge_trt_ros.errors import EdgeTrtError, ParameterError
 from edge_trt_ros.macs import count_macs
 from edge_trt_ros.msg import EfficiencyStatus
 from edge_trt_ros.power.live import LivePower
 from edge_trt_ros.resources import DEFAULT_MODEL, find_resource
 from edge_trt_ros.ros.adaptive_wiring import AdaptiveWiring
+from edge_trt_ros.ros.cameras import CameraWiring
 from edge_trt_ros.ros.conversion import (
-    detections_msg,
+    SUBSCRIPTION_MESSAGE_INFO,
     efficiency_msg,
     health_status,
     label_info_msg,
+    printable,
+    publication_sequence,
+    publisher_key,
     variant_info_msg,
-    view_of,
 )
 from edge_trt_ros.ros.diagnostics import power_status, thermal_status
 from edge_trt_ros.ros.log_bridge import bridge_core_logs, unbridge
@@ -62,6 +65,14 @@ from edge_trt_ros.ros.parameters import (
     declare_all,
     refuse,
 )
+from edge_trt_ros.ros.processes import StopSignals
+from edge_trt_ros.runtime.counters import (
+    LOST_PER_PUBLISHER,
+    LOST_SEVERAL_PUBLISHERS,
+    LOST_UNSUPPORTED_RCLPY,
+    LOST_UNSUPPORTED_RMW,
+    SequenceGaps,
+)
 from edge_trt_ros.runtime.detector_runtime import (
     DetectorRuntime,
     RuntimeConfig,
@@ -70,11 +81,12 @@ from edge_trt_ros.runtime.detector_runtime import (
 )
 from edge_trt_ros.runtime.health import engine_health, guard_health, inference_health, input_health
 from edge_trt_ros.runtime.selection import SwitchRefused
+from edge_trt_ros.runtime.stream_health import delivery_health
 from edge_trt_ros.runtime.workers import FrameResult
 from edge_trt_ros.srv import GetEngineInfo, SwitchEngine
 from edge_trt_ros.vision.decode import DecodeParams
 
-IDLE_STATUS_PERIOD_S = 5.0  # ~/efficiency and /diagnostics while not active
+IDLE_STATUS_PERIOD_S = 5.0  # ~/efficiency and /diagnostics while not active or idle (lazy)
 DECODE_PARAMS = ("confidence_threshold", "nms_iou_threshold", "max_detections")
 
 
@@ -87,8 +99,12 @@ class DetectorNode(LifecycleNode):
         self.runtime: DetectorRuntime | None = None
         self.power: LivePower | None = None
         self.shutdown_requested: Future = Future()
-        self._subscription: Subscription | None = None
         self._local = threading.local()  # marks parameter writes the node makes itself
+        self._sync_lock = threading.Lock()  # the executor and the switch thread both sync
+        self._gaps = SequenceGaps()  # frames lost before the image callback, per publisher
+        # per camera: at most one publisher on its topic (anonymous sequence numbers are one
+        # stream then); set at activation, refreshed with the status
+        self._single_publisher: dict[str, bool] = {}
         self._last_idle_status = -math.inf
         # Status outlives the active state: it says "inactive" instead of going silent.
         self._eff_pub = self.create_publisher(EfficiencyStatus, "~/efficiency", 10)
@@ -101,7 +117,10 @@ class DetectorNode(LifecycleNode):
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(GetEngineInfo, "~/get_engine_info", self._on_get_engine_info)
         self.adaptive = AdaptiveWiring(self)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        # image_topics: subscriptions, outputs, lazy demand; frames flowing again after idle
+        # make a sequence-number jump that is not a loss
+        self.cameras = CameraWiring(self, on_resume=self._resumed)
+        self.add_on_set_parameters_callback(self._on_set_parameters_logged)
         self.autostart_failed = False
         if self.get_parameter("autostart").value:
             configured = self.trigger_configure() == TransitionCallbackReturn.SUCCESS
@@ -140,8 +159,13 @@ class DetectorNode(LifecycleNode):
         except (ValueError, FileNotFoundError) as exc:
             logger.error(f"cannot set up power telemetry: {exc}")
             return TransitionCallbackReturn.FAILURE
+        why = self.cameras.check()  # before the engine loads: a bad camera list fails fast
+        if why is not None:
+            logger.error(f"cannot configure the cameras: {why}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
         try:
-            self.runtime = DetectorRuntime(self._config(), view_of, self._emit,
+            self.runtime = DetectorRuntime(self._config(), self.cameras.convert, self._emit,
                                            lambda: self.get_clock().now().nanoseconds)
         except (EdgeTrtError, OSError) as exc:
             logger.error(f"cannot load the detector: {exc}")
@@ -171,7 +195,7 @@ class DetectorNode(LifecycleNode):
             self._release()
             return TransitionCallbackReturn.FAILURE
         self.sync_parameters(active.spec.precision, active.spec.fusion_profile)
-        self._det_pub = self.create_lifecycle_publisher(Detection2DArray, "detections", 10)
+        self.cameras.configure(self.runtime)  # per camera: detections + debug image
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._label_pub = self.create_lifecycle_publisher(LabelInfo, "~/label_info", latched)
         self.state = "inactive"
@@ -187,13 +211,18 @@ class DetectorNode(LifecycleNode):
                          reliability=reliability, durability=DurabilityPolicy.VOLATILE)
         self.runtime.start()
         self.power.start()
-        self._subscription = self.create_subscription(Image, "image", self._on_image, qos)
+        self._gaps.forget()
+        self.runtime.counters.lost_tracking = ("" if SUBSCRIPTION_MESSAGE_INFO
+                                               else LOST_UNSUPPORTED_RCLPY)
+        self.cameras.activate(
+            qos, self._on_image_with_info if SUBSCRIPTION_MESSAGE_INFO else self._on_image,
+            with_info=SUBSCRIPTION_MESSAGE_INFO)
+        self._single_publisher = self.cameras.single_publishers()
         self._publish_label_info()
         self.state = "active"
         self.get_logger().info(
-            f"active: subscribed to {self._subscription.topic_name} "
-            f"({reliability.name.lower()}, depth {qos.depth}), publishing "
-            f"{self._det_pub.topic_name}")
+            f"active: subscribed to {self.cameras.describe()} "
+            f"({reliability.name.lower()}, depth {qos.depth})")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -214,9 +243,7 @@ class DetectorNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_io(self) -> None:
-        if self._subscription is not None:
-            self.destroy_subscription(self._subscription)
-            self._subscription = None
+        self.cameras.deactivate()
         if self.runtime is not None:
             self.runtime.stop()  # frames in flight finish and publish first
         if self.power is not None:
@@ -230,24 +257,44 @@ class DetectorNode(LifecycleNode):
         if self.power is not None:
             self.power.close()
             self.power = None
-        for name in ("_det_pub", "_label_pub"):
+        self.cameras.release()
+        for name in ("_label_pub",):
             pub = self.__dict__.pop(name, None)
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
 
     # -- frames ---------------------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage, source: str) -> None:
+        """``source``: the camera (its image_topics entry, from the camera wiring)."""
         runtime = self.runtime
         if runtime is not None:
             stamp = msg.header.stamp
-            runtime.frame(msg, stamp.sec * 1_000_000_000 + stamp.nanosec, msg.header.frame_id)
+            runtime.frame(msg, stamp.sec * 1_000_000_000 + stamp.nanosec, source)
+
+    def _on_image_with_info(self, msg: Image | CompressedImage, info: Any,
+                            source: str) -> None:
+        """rclpy >= Iron: count the frames this publisher sent that never arrived."""
+        runtime = self.runtime
+        if runtime is not None:
+            publisher = publisher_key(info)
+            missing = self._gaps.observe(publisher, publication_sequence(info),
+                                         self._single_publisher.get(source, False), source)
+            counters = runtime.counters
+            if missing is None:
+                counters.lost_tracking = (LOST_SEVERAL_PUBLISHERS if publisher is None
+                                          and publication_sequence(info) else
+                                          LOST_UNSUPPORTED_RMW)
+            else:
+                counters.lost_tracking = LOST_PER_PUBLISHER
+                if missing:
+                    counters.lost(missing, f"{missing} frames missing before one from "
+                                  f"{printable(msg.header.frame_id)}")
+        self._on_image(msg, source)
 
     def _emit(self, result: FrameResult) -> None:
-        """On a worker thread, in arrival order: publish one frame's detections."""
-        msg = result.frame.payload
-        assert isinstance(msg, Image)
-        self._det_pub.publish(detections_msg(result.detections, msg.header,
-                                             result.engine.first.info.class_names))
+        """On a worker thread, in its camera's arrival order: publish the frame's detections
+        (and hand the debug image over when someone watches it)."""
+        self.cameras.publish(result)
         if self.power is not None:
             self.power.add_frame()
 
@@ -260,9 +307,18 @@ class DetectorNode(LifecycleNode):
             Header(stamp=self.get_clock().now().to_msg())))
 
     # -- status ---------------------------------------------------------------------------------
+    def _resumed(self) -> None:
+        """Frames flow again after an idle spell: full-rate power samples again, and a
+        sequence-number jump that is not a loss."""
+        self._gaps.forget()
+        if self.power is not None:
+            self.power.set_idle(False)
+
     def _publish_status(self) -> None:
         now = time.monotonic()
-        if self.state != "active":
+        if self.power is not None:
+            self.power.set_idle(self.state == "active" and self.cameras.idle())
+        if self.state != "active" or self.cameras.idle():  # idle: nobody subscribed (lazy)
             if now - self._last_idle_status < IDLE_STATUS_PERIOD_S:
                 return
             self._last_idle_status = now
@@ -277,13 +333,18 @@ class DetectorNode(LifecycleNode):
             return
         stats, counters = runtime.window.stats(), runtime.counters.snapshot()
         figures = power.figures() if power is not None else None
-        self._eff_pub.publish(efficiency_msg(header, self.state, runtime, stats, counters,
-                                             figures, self.adaptive.mode(),
-                                             self.adaptive.last_decision()))
+        efficiency = efficiency_msg(header, self.state, runtime, stats, counters, figures,
+                                    self.adaptive.mode(), self.adaptive.last_decision())
+        self.cameras.annotate(efficiency)  # lazy: activity, idle skips
+        self._eff_pub.publish(efficiency)
         device = runtime.base.device
-        statuses = [inference_health(self.state, stats, counters, device),
+        self._single_publisher = self.cameras.single_publishers()
+        statuses = [inference_health(self.state, stats, counters, device,
+                                     idle=self.cameras.idle()),
                     engine_health(runtime), guard_health(runtime, self.adaptive.guard_bins()),
-                    input_health(self.state, counters), self.adaptive.health()]
+                    input_health(self.state, counters),
+                    delivery_health(self.state, stats, counters), self.adaptive.health(),
+                    *self.cameras.statuses(self.state)]
         diagnostics = [health_status(name, h) for h in statuses]
         if power is not None and figures is not None:
             diagnostics += [power_status(name, figures, power.why_not_measured()),
@@ -292,13 +353,24 @@ class DetectorNode(LifecycleNode):
 
     # -- control --------------------------------------------------------------------------------
     def sync_parameters(self, precision: str, fusion_profile: str) -> None:
-        """Make the precision/fusion_profile parameters show what actually runs."""
-        self._local.syncing = True
-        try:
-            self.set_parameters([Parameter("precision", value=precision),
-                                 Parameter("fusion_profile", value=fusion_profile)])
-        finally:
-            self._local.syncing = False
+        """Make the precision/fusion_profile parameters show what actually runs: what runs
+        when the parameters are written (under a lock), not the caller's switch, which a
+        later one may have replaced already; every switch is followed by a sync, so the last
+        sync shows the last switch. ``fusion_profile`` auto stays auto."""
+        with self._sync_lock:
+            runtime = self.runtime
+            if runtime is not None:
+                with contextlib.suppress(EdgeTrtError):  # no engine: keep the caller's
+                    spec = runtime.active.spec
+                    precision = spec.precision
+                    fusion_profile = fusion_profile if fusion_profile == AUTO \
+                        else spec.fusion_profile
+            self._local.syncing = True
+            try:
+                self.set_parameters([Parameter("precision", value=precision),
+                                     Parameter("fusion_profile", value=fusion_profile)])
+            finally:
+                self._local.syncing = False
 
     async def _on_switch_engine(self, request: SwitchEngine.Request,
                                 response: SwitchEngine.Response) -> SwitchEngine.Response:
@@ -314,6 +386,7 @@ class DetectorNode(LifecycleNode):
                     if value and (why := choice_refusal(name, value))), None)
         if bad:
             response.success, response.message = False, bad
+            self.get_logger().warning(f"switch refused (~/switch_engine): {printable(bad, 400)}")
             response.active_precision = runtime.active.spec.precision
             response.active_fusion_profile = runtime.active.spec.fusion_profile
             return response
@@ -347,13 +420,13 @@ class DetectorNode(LifecycleNode):
         return done
 
     def _after_parameter_switch(self, work: ConcurrentFuture[SwitchOutcome]) -> None:
-        """Record the parameter-triggered switch; if opening the engine failed, put the
-        parameters back to what runs (the log and /diagnostics already say why)."""
+        """Record the parameter-triggered switch and make the parameters show what runs:
+        after a failure (the log and /diagnostics say why), and after a success too, since
+        a switch answered meanwhile may have written its own target over this one."""
         outcome = work.result()
         self.adaptive.manual(outcome, forced=False, reason="parameter",
                              requested=outcome.precision)
-        if not outcome.success:
-            self.sync_parameters(outcome.precision, outcome.fusion_profile)
+        self.sync_parameters(outcome.precision, self._profile_param(outcome))
 
     def _profile_param(self, outcome: Any) -> str:
         """Keep ``auto`` in the parameter when the operator asked for it."""
@@ -386,6 +459,15 @@ class DetectorNode(LifecycleNode):
                              for v in runtime.describe_variants()]
         response.capabilities_json = json.dumps(capabilities().summary())
         return response
+
+    def _on_set_parameters_logged(self, params: list[Parameter]) -> SetParametersResult:
+        """Every refused change is logged (an accepted switch is logged when it happens)."""
+        result = self._on_set_parameters(params)
+        if not result.successful:
+            names = ", ".join(p.name for p in params)
+            self.get_logger().warning(f"parameter change refused ({printable(names)}): "
+                                      f"{printable(result.reason, 400)}")
+        return result
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         configured = self.runtime is not None
@@ -441,8 +523,17 @@ class DetectorNode(LifecycleNode):
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run until shutdown. Exit status: 0 after SIGINT/SIGTERM (at any moment, no traceback)
+    or the lifecycle shutdown transition; 2 when a start-up parameter is unusable; 1 when
+    autostart fails. A launch file or supervisor can tell the three apart."""
+    stop = StopSignals().install()  # before rclpy.init, which chains its handler to it
     rclpy.init(args=argv if argv is not None else sys.argv)
-    node = DetectorNode()
+    try:
+        node = DetectorNode()
+    except ParameterError as exc:
+        # No rclpy.try_shutdown(): it would destroy the half-constructed node.
+        rclpy.logging.get_logger("detector").fatal(str(exc))
+        sys.exit(2)
     if node.autostart_failed:
         node.get_logger().fatal("autostart failed (see the error above); exiting")
         node.destroy_node()
@@ -450,13 +541,24 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+    stop.running()
     try:
         executor.spin_until_future_complete(node.shutdown_requested)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # A callback that was publishing when a signal shut the context down fails with
+        # "context is invalid": that is the stop itself, not an error.
+        if not stop.requested.is_set() and rclpy.ok():
+            raise
     finally:
         executor.shutdown()
-        node.destroy_node()
+        try:
+            node.destroy_node()
+        except Exception as exc:
+            if not stop.requested.is_set():
+                raise
+            rclpy.logging.get_logger("detector").warning(f"while stopping: {exc}")
         rclpy.try_shutdown()
 
 

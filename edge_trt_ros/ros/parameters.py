@@ -6,10 +6,21 @@ workers, paths, QoS...) are accepted only while the node is unconfigured and app
 next configure (deactivate + cleanup, set, configure); ``autostart`` is read-only. rclpy's
 own read-only flag is kept for ``autostart`` alone, because it refuses a change in every
 state, which would make "cleanup, change, configure" impossible.
+
+Values given at start (a params file, ``-p``) are checked against the table before rclpy
+sees them (:func:`check_overrides`): an integer for a floating-point parameter
+(``confidence_threshold: 1``) is taken as 1.0, a whole float for an integer one as that
+integer; a value of the wrong type, out of range or not one of the choices stops the node
+with one :class:`~edge_trt_ros.errors.ParameterError` naming every bad parameter (the
+process then exits non-zero, so a launch file or supervisor sees the failure); a name the
+node does not declare (a typo) is logged as a warning with the closest declared name and
+otherwise ignored, as ROS does, so a params file shared by several versions still starts.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +35,7 @@ from rclpy.parameter import Parameter
 
 from edge_trt_ros.adaptive.config import EFFICIENCY, OBJECTIVES
 from edge_trt_ros.choices import AUTO, BACKENDS, FUSION_PROFILES, PRECISIONS
+from edge_trt_ros.errors import ParameterError
 from edge_trt_ros.vision.decode import LAYOUTS
 
 NOW, CONFIGURE, START = "now", "configure", "start"
@@ -93,6 +105,20 @@ PARAMS: tuple[ParamSpec, ...] = (
               "last (a guard violation moves at once)", NOW, bounds=(0.0, 86400.0)),
     ParamSpec("adaptive.audit_log_path", "", "the controller's append-only JSON-lines audit "
               "log; empty = $XDG_STATE_HOME/edge_trt_ros/<node>_audit.jsonl"),
+    ParamSpec("image_topics", ["image"], "the cameras: one image topic each, all on one "
+              "engine; outputs go under each topic's namespace (/front/image_raw -> "
+              "/front/detections, /front/debug_image); the bare default 'image' keeps "
+              "detections and ~/debug_image"),
+    ParamSpec("image_transports", ["raw"], "per camera (or one for all): raw = sensor_msgs/"
+              "Image on the topic, compressed = sensor_msgs/CompressedImage (jpeg/png) on "
+              "<topic>/compressed"),
+    ParamSpec("lazy", True, "skip a camera's frames (no conversion, no inference) while nobody "
+              "subscribes to its detections or debug image"),
+    ParamSpec("lazy_unsubscribe", False, "with lazy: also unsubscribe from an idle camera "
+              "(no DDS copy of its frames; subscribing again costs the first frame or two)"),
+    ParamSpec("lazy_filter", True, "with lazy: a content filter on an idle camera's "
+              "subscription that matches no frame, so the middleware drops its frames before "
+              "delivery (not counted); where the RMW has none, frames are counted as idle skips"),
     ParamSpec("autostart", True, "configure and activate on start (no lifecycle manager)", START),
 )
 SPECS = {s.name: s for s in PARAMS}
@@ -117,7 +143,95 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return d
 
 
+# Parameters rclpy itself declares or reads on every node: never "unknown".
+ROS_OWN_PARAMS = ("use_sim_time", "start_type_description_service")
+ROS_OWN_PREFIXES = ("qos_overrides.",)
+_TYPES = {bool: Parameter.Type.BOOL, int: Parameter.Type.INTEGER,
+          float: Parameter.Type.DOUBLE, str: Parameter.Type.STRING,
+          list: Parameter.Type.STRING_ARRAY}
+_KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+          list: "a list of strings"}
+
+
+def _coerce(spec: ParamSpec, value: Any) -> tuple[Any, str | None]:
+    """(the value as the spec's type, or why it cannot be); ``bool`` is never a number."""
+    kind = type(spec.default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value), None
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value), None
+    if kind is list and isinstance(value, (list, tuple)) \
+            and all(isinstance(v, str) for v in value):
+        return list(value) or [""], None
+    if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
+        return value, None
+    return value, (f"{spec.name}: expected {_KINDS[kind]} (default {spec.default!r}), got "
+                   f"{value!r} ({type(value).__name__})")
+
+
+def check_value(spec: ParamSpec, value: Any) -> tuple[Any, str | None]:
+    """(the coerced value, or why the node cannot run with it): type, range, choices."""
+    value, why = _coerce(spec, value)
+    if why is not None:
+        return value, why
+    if spec.bounds is not None:
+        lo, hi = spec.bounds
+        if not lo <= value <= hi:
+            return value, (f"{spec.name}={value!r} is outside {lo:g}..{hi:g} "
+                           f"({spec.description})")
+    why = choice_refusal(spec.name, value)
+    return value, why
+
+
+def unknown_name_warning(name: str) -> str | None:
+    """The warning for a parameter name the node does not declare, or None if it is ours or
+    rclpy's own."""
+    if name in SPECS or name in ROS_OWN_PARAMS or name.startswith(ROS_OWN_PREFIXES):
+        return None
+    close = difflib.get_close_matches(name, list(SPECS), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else "see config/detector.yaml for the names"
+    return f"unknown parameter {name!r} is ignored (misspelt?): {hint}"
+
+
+def check_overrides(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Start-up values by name -> (the coerced values of declared parameters, problems that
+    must stop the node, warnings for unknown names)."""
+    fixed: dict[str, Any] = {}
+    problems: list[str] = []
+    warnings: list[str] = []
+    for name, value in values.items():
+        spec = SPECS.get(name)
+        if spec is None:
+            warning = unknown_name_warning(name)
+            if warning is not None:
+                warnings.append(warning)
+            continue
+        coerced, why = check_value(spec, value)
+        if why is not None:
+            problems.append(why)
+        else:
+            fixed[name] = coerced
+    return fixed, problems, warnings
+
+
 def declare_all(node: Node) -> None:
+    """Declare every parameter, taking the start-up values through :func:`check_overrides`
+    first (rclpy would refuse ``confidence_threshold: 1`` with a type exception and a
+    traceback). Raises :class:`ParameterError` listing every unusable value."""
+    overrides = getattr(node, "_parameter_overrides", None)  # rclpy's store, Humble..Kilted
+    if isinstance(overrides, dict):
+        fixed, problems, warnings = check_overrides(
+            {name: p.value for name, p in overrides.items()})
+        for warning in warnings:
+            node.get_logger().warning(warning)
+        if problems:
+            raise ParameterError(
+                f"{len(problems)} parameter value(s) from the params file / -p cannot be used: "
+                + "; ".join(problems) + ". Fix them (every parameter with its range is in "
+                "config/detector.yaml) and start again")
+        for name, value in fixed.items():
+            if value != overrides[name].value or type(value) is not type(overrides[name].value):
+                overrides[name] = Parameter(name, _TYPES[type(SPECS[name].default)], value)
     for spec in PARAMS:
         node.declare_parameter(spec.name, spec.default, _descriptor(spec))
 

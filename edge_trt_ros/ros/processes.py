@@ -1,10 +1,15 @@
-"""Start the package's nodes as processes, as `ros2 run` would (used by the demo and tests)."""
+"""Start the package's nodes as processes, as `ros2 run` would (used by the demo and tests),
+and stop them the way a robot does (SIGINT from Ctrl-C or ``ros2 launch``, SIGTERM from
+systemd or a container runtime)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import threading
 from pathlib import Path
+from types import FrameType
 
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
 
@@ -60,3 +65,35 @@ def start_camera(
     for name, value in (params or {}).items():
         args += ["-p", f"{name}:={value}"]
     return subprocess.Popen([executable("synthetic_camera"), *args], **popen)  # type: ignore[call-overload]
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopSignals:
+    """SIGINT/SIGTERM as a stop request: the process ends with status 0 and no traceback.
+
+    Installed before ``rclpy.init``, which chains its own handler to it (rclpy shuts its
+    context down, then calls this one). Until :meth:`running` (imports, engine loading,
+    configure: seconds on a Jetson) a signal ends the process at once with ``SystemExit(0)``;
+    afterwards it only sets :attr:`requested`, and the executor returns because rclpy shut
+    the context down, so the node is torn down in order.
+    """
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self._running = False
+
+    def install(self) -> StopSignals:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._on_signal)
+        return self
+
+    def running(self) -> None:
+        """From here on a signal only asks the node to stop."""
+        self._running = True
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.requested.set()
+        if not self._running:
+            raise SystemExit(0)

@@ -4,7 +4,8 @@
 the counters. Built at configure (the first engine is opened, never between frames); frames
 go in through :meth:`frame` from any thread; results come out through the ``emit`` callback
 on a worker thread; :meth:`request` (or :meth:`submit`, which returns at once) switches
-precision / fusion profile while frames flow.
+precision / fusion profile while frames flow. Several cameras share it: a frame's ``source``
+names its camera, and :meth:`camera` gives that camera's counters, figures and lazy switch.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from edge_trt_ros.runtime.counters import FrameCounters
 from edge_trt_ros.runtime.mailbox import Frame
 from edge_trt_ros.runtime.selection import Fp16Missing, Plan, SwitchRefused, plan_engine
 from edge_trt_ros.runtime.stats import FrameWindow
+from edge_trt_ros.runtime.streams import CameraStream
 from edge_trt_ros.runtime.switcher import ActiveEngine, EngineSwitcher
 from edge_trt_ros.runtime.workers import FrameResult, WorkerPool
 from edge_trt_ros.variants.catalog import Catalog, default_variants_dir
@@ -54,7 +56,7 @@ class RuntimeConfig:
     precision: str = "fp32"
     fusion_profile: str = "max"
     intra_op_threads: int = 0  # 0 = all cores for one worker, cores/workers for several
-    workers: int = 0  # 0 = auto: one single-threaded engine per core on a CPU, one on a GPU
+    workers: int = 0  # 0 = auto: one worker per core on a CPU (at most 4), one on a GPU
     engine_cache_dir: str = ""  # "" = default_cache_dir()
     variants_dir: str = ""  # "" = beside the shipped model, or per model in the cache
     shipped_model: str = ""  # the package's own model (its variants ship beside it)
@@ -77,8 +79,10 @@ class RuntimeConfig:
     def workers_for(self, device_kind: str) -> tuple[int, int]:
         """(workers, intra-op threads per engine) on a ``cpu`` or ``cuda`` device.
 
-        Auto on a CPU: one single-threaded engine per core (at most MAX_AUTO_WORKERS): queued
-        frames then run side by side, which serves more frames than one engine spread over
+        Auto on a CPU: one worker per core (at most MAX_AUTO_WORKERS), the cores shared out
+        as intra-op threads (one each up to MAX_AUTO_WORKERS cores; single-threaded workers
+        share one engine where it runs frames concurrently): queued frames then run side by
+        side, which serves more frames than one engine spread over
         the cores (whose threads wait for each other, and for anything else the machine
         runs), and a slow frame (a switch being prepared) holds up one worker, not all.
         On a GPU one engine: the device runs one stream's kernels at a time anyway."""
@@ -175,8 +179,12 @@ class DetectorRuntime:
         self.pool.stop()
 
     def frame(self, payload: object, stamp_ns: int, source: str = "") -> None:
-        """A camera frame in (from any thread; returns at once)."""
+        """A frame of camera ``source`` in (from any thread; returns at once)."""
         self.pool.submit(Frame(payload, stamp_ns, source))
+
+    def camera(self, key: str) -> CameraStream:
+        """Camera ``key``'s counters, rolling figures and lazy switch (made on first use)."""
+        return self.pool.stream(key)
 
     # -- control ------------------------------------------------------------------------------
     def validate(self, precision: str = "", fusion_profile: str = "",
@@ -198,9 +206,20 @@ class DetectorRuntime:
                reason: str = "request",
                guard_bins: Sequence[str] | None = None) -> Future[SwitchOutcome]:
         """:meth:`request` on the switch thread: returns at once, the future completes with
-        the outcome. Requests run one after another in submission order."""
-        return self._control.submit(self.request, precision, fusion_profile, force=force,
-                                    reason=reason, guard_bins=guard_bins)
+        the outcome. Requests run one after another in submission order. When no thread can
+        be started for the switch (out of memory, a thread limit) the future is already
+        done with a refusal: raising here would end the caller (a ROS callback)."""
+        try:
+            return self._control.submit(self.request, precision, fusion_profile, force=force,
+                                        reason=reason, guard_bins=guard_bins)
+        except RuntimeError as exc:
+            outcome = self._refused(f"cannot start the switch ({exc}: out of memory or "
+                                    f"threads?); still running {self.active.label}", reason)
+            with self._history_lock:
+                self.last_switch = outcome
+            done: Future[SwitchOutcome] = Future()
+            done.set_result(outcome)
+            return done
 
     def request(self, precision: str = "", fusion_profile: str = "", *, force: bool = False,
                 reason: str = "request",

@@ -22,6 +22,7 @@ from edge_trt_ros.runtime.counters import (
 from edge_trt_ros.runtime.detector_runtime import DetectorRuntime
 from edge_trt_ros.runtime.selection import guard_drops
 from edge_trt_ros.runtime.stats import WindowStats
+from edge_trt_ros.runtime.streams import IDLE_NO_SUBSCRIBERS, StreamSnapshot
 
 OK, WARN, ERROR = 0, 1, 2
 REFUSAL_SHOWN_S = 30.0  # a refused switch keeps the engine status at WARN this long
@@ -41,13 +42,18 @@ def _points(drop: float | None) -> str:
 
 
 def inference_health(state: str, stats: WindowStats, counters: CounterSnapshot,
-                     device: str = "") -> Health:
+                     device: str = "", idle: bool = False) -> Health:
+    """``idle``: lazy mode with nobody subscribed to any camera (OK: nothing to do)."""
     values = {"frames_processed": str(counters.processed),
               "frames_failed": str(counters.dropped[FAILED]),
               f"failed_last_{counters.window_s:g}s": str(counters.recent[FAILED]),
               "frames_nonfinite": str(counters.nonfinite_frames)}
     if state != "active":
         return Health("inference", WARN, f"{state}: no frames are processed", values, device)
+    if idle:
+        return Health("inference", OK, f"{IDLE_NO_SUBSCRIBERS} (lazy): frames are not "
+                      "converted or inferred until someone subscribes to detections or the "
+                      "debug image", values, device)
     if counters.recent[FAILED]:
         why = counters.last_reason.get(FAILED, "")
         return Health("inference", ERROR, f"{counters.recent[FAILED]} frames failed in the "
@@ -137,3 +143,51 @@ def guard_health(runtime: DetectorRuntime | None,
                       f"in {where}, above max_accuracy_drop {_points(limit)}", values)
     return Health("accuracy guard", OK, f"{variant.name} within {_points(limit)} points of "
                   f"fp32 in {where} (worst {_points(worst)})", values)
+
+
+def _ms(value: float) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:.1f}"
+
+
+def camera_health(state: str, snap: StreamSnapshot, *, input_topic: str, transport: str,
+                  detections_topic: str, debug_topic: str, subscribed: bool,
+                  debug_images: int = 0, filtered: bool = False) -> Health:
+    """One camera of a multi-camera node: its own counters and whether it is healthy, idle
+    (lazy, nobody subscribed), rejecting frames, or stalled (no frame for a window)."""
+    c, stats, window = snap.counters, snap.stats, snap.counters.window_s
+    values = {"input": input_topic, "transport": transport, "detections": detections_topic,
+              "debug_image": debug_topic, "subscribed_to_camera": str(subscribed).lower(),
+              "filtered_by_dds": str(filtered).lower(),
+              "has_subscribers": str(snap.wanted).lower(),
+              "frames_received": str(c.received), "frames_processed": str(c.processed),
+              "frames_idle_skipped": str(snap.idle_skipped),
+              "frames_replaced": str(c.dropped[REPLACED]),
+              "frames_rejected": str(c.dropped[REJECTED]),
+              "frames_failed": str(c.dropped[FAILED]), "fps": f"{stats.fps:.1f}",
+              "end_to_end_p50_ms": _ms(stats.end_to_end_p50_ms),
+              "end_to_end_p95_ms": _ms(stats.end_to_end_p95_ms),
+              "convert_ms_p50": _ms(snap.convert_ms_p50), "debug_images": str(debug_images)}
+    name = f"camera {snap.key}"
+    if state != "active":
+        return Health(name, WARN, f"{state}: not subscribed to images", values)
+    if not snap.wanted:
+        how = ("unsubscribed from the camera" if not subscribed else
+               "DDS filters its frames out before delivery" if filtered else
+               f"{snap.idle_skipped} frames let go unconverted")
+        return Health(name, OK, f"{IDLE_NO_SUBSCRIBERS} ({how})", values)
+    if c.recent[FAILED]:
+        return Health(name, ERROR, f"{c.recent[FAILED]} frames failed in the engine in the "
+                      f"last {window:g} s: {c.last_reason.get(FAILED, '')}", values)
+    if c.recent[REJECTED]:
+        return Health(name, WARN, f"{c.recent[REJECTED]} frames dropped in the last "
+                      f"{window:g} s: {c.last_reason.get(REJECTED, '')}", values)
+    if not c.received:
+        return Health(name, WARN, f"no frames received yet on {input_topic}", values)
+    if snap.last_arrival_age_s > window:
+        return Health(name, WARN, f"stalled: no frame for {snap.last_arrival_age_s:.1f} s on "
+                      f"{input_topic} ({c.received} received before)", values)
+    replaced = c.recent[REPLACED]
+    note = (f"; {replaced} replaced by newer frames in the last {window:g} s (the engine is "
+            "shared and busy)") if replaced else ""
+    return Health(name, OK, f"{stats.fps:.1f} fps, end-to-end p50 "
+                  f"{_ms(stats.end_to_end_p50_ms)} ms{note}", values)

@@ -1,10 +1,13 @@
-"""The hand-over between the camera callback and the workers, and the order results leave in.
+"""The hand-over between the camera callbacks and the workers, and the order results leave in.
 
-:class:`Mailbox` holds one waiting frame: a robot wants the newest image, never a queue of
-stale ones, so a frame no worker was free to take is replaced (and counted) when the next
-arrives.
+:class:`Mailbox` holds one waiting frame per camera: a robot wants the newest image, never a
+queue of stale ones, so a frame no worker was free to take is replaced (and counted) when the
+next one of the same camera arrives. Free workers serve the cameras round-robin, so every
+camera gets its share of the engine: a camera publishing at 60 Hz cannot starve one at 5 Hz,
+and a camera that stalls simply has nothing waiting.
 :class:`Sequencer` lets several workers finish frames out of order while results still
-leave in arrival order (downstream nodes may assume stamps only grow).
+leave in arrival order (downstream nodes may assume stamps only grow); there is one per
+camera, so one camera's slow frame never holds back another camera's results.
 """
 
 from __future__ import annotations
@@ -29,19 +32,22 @@ class Frame:
 
 
 class Mailbox:
-    """A thread-safe hand-over where the newest frame wins.
+    """A thread-safe hand-over where the newest frame of each camera wins.
 
-    A frame is replaced only when it is still waiting for a worker as a newer one arrives
-    and no worker is free: a frame that arrives while a worker waits is handed to that
-    worker at once, so a burst of frames (DDS delivering two at once after a pause) is not
-    mistaken for a backlog.
+    A frame is replaced only when it is still waiting for a worker as a newer one of the
+    same camera (:attr:`Frame.source`) arrives and no worker is free: a frame that arrives
+    while a worker waits is handed to that worker at once, so a burst of frames (DDS
+    delivering two at once after a pause) is not mistaken for a backlog. Waiting frames of
+    different cameras are taken round-robin, starting after the camera served last.
     """
 
-    def __init__(self, on_take: Callable[[int], None] | None = None) -> None:
-        self._on_take = on_take  # told each taken frame's seq, under the lock (in order)
+    def __init__(self, on_take: Callable[[Frame], None] | None = None) -> None:
+        self._on_take = on_take  # told each taken frame, under the lock (in take order)
         self._cond = threading.Condition()
         self._handed: deque[Frame] = deque()  # promised to waiting workers, oldest first
-        self._frame: Frame | None = None  # the one frame waiting for a busy pool
+        self._slots: dict[str, Frame] = {}  # per camera: the one frame waiting for a busy pool
+        self._order: list[str] = []  # cameras in the order first seen (the round-robin ring)
+        self._next = 0  # where the next round-robin search starts in _order
         self._waiting = 0  # workers inside take()
         self._closed = False
         self._seq = 0
@@ -53,25 +59,43 @@ class Mailbox:
             return self._waiting
 
     def put(self, frame: Frame) -> Frame | None:
-        """Leave ``frame`` for a worker; returns the frame it replaced, if any."""
+        """Leave ``frame`` for a worker; returns the frame of the same camera it replaced,
+        or ``frame`` itself once closed (it would wait, holding its image, until a reopen
+        served it stale)."""
         with self._cond:
+            if self._closed:
+                return frame
             frame.seq = self._seq
             self._seq += 1
             self._cond.notify()
             if self._waiting > len(self._handed):
                 self._handed.append(frame)
                 return None
-            replaced, self._frame = self._frame, frame
+            if frame.source not in self._order:  # a handful of cameras: a list is enough
+                self._order.append(frame.source)
+            replaced = self._slots.get(frame.source)
+            self._slots[frame.source] = frame
             return replaced
 
+    def _next_waiting(self) -> Frame | None:
+        """The waiting frame of the next camera in the ring that has one (lock held)."""
+        count = len(self._order)
+        for step in range(count):
+            i = (self._next + step) % count
+            frame = self._slots.pop(self._order[i], None)
+            if frame is not None:
+                self._next = (i + 1) % count
+                return frame
+        return None
+
     def take(self, timeout: float | None = None) -> Frame | None:
-        """The oldest frame promised to a worker, else the waiting one (waiting up to
-        ``timeout``); None on timeout or when closed."""
+        """The oldest frame promised to a worker, else the next camera's waiting one
+        (waiting up to ``timeout``); None on timeout or when closed."""
         with self._cond:
             self._waiting += 1
             try:
                 ready = self._cond.wait_for(
-                    lambda: self._handed or self._frame is not None or self._closed, timeout)
+                    lambda: self._handed or self._slots or self._closed, timeout)
             finally:
                 self._waiting -= 1
             if self._handed:
@@ -79,18 +103,18 @@ class Mailbox:
             elif not ready or self._closed:
                 return None
             else:
-                frame, self._frame = self._frame, None
+                frame = self._next_waiting()
             if frame is not None and self._on_take is not None:
-                self._on_take(frame.seq)
+                self._on_take(frame)
             return frame
 
     def close(self) -> list[Frame]:
         """Wake every waiting worker for good; returns the frames left untaken."""
         with self._cond:
             self._closed = True
-            left = [*self._handed, *([self._frame] if self._frame else [])]
+            left = [*self._handed, *self._slots.values()]
             self._handed.clear()
-            self._frame = None
+            self._slots.clear()
             self._cond.notify_all()
             return left
 

@@ -1,17 +1,20 @@
 """Engine switches between two frames: prepare off the hot path, swap, release after use.
 
-A switch opens the new engine(s) (a cache load, a session, or a TensorRT build) and runs one
-warm-up frame on each while the workers keep serving frames on the old engine; only then is
-the active engine replaced, in one reference assignment. The old engine is released when
-the last frame that started on it has finished, so no frame is dropped or cut short by a
-switch. Requests are serialized: each is applied or refused before the next one starts
-(arrival order); a refused or failed switch leaves the running engine untouched.
+A switch opens the new engine (a cache load, a session, or a TensorRT build; one for all
+workers when the engine runs frames concurrently, as ONNX Runtime's CPU session does, else
+one per worker) and runs one warm-up frame on each while the workers keep serving frames on
+the old engine; only then is the active engine replaced, in one reference assignment. The
+old engine is released when the last frame that started on it has finished, so no frame is
+dropped or cut short by a switch. Requests are serialized: each is applied or refused
+before the next one starts (arrival order); a refused or failed switch leaves the running
+engine untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,11 +31,35 @@ from edge_trt_ros.vision.decode import DecodeParams
 log = logging.getLogger("edge_trt_ros.runtime.switcher")
 
 OpenDetector = Callable[[EngineSpec, DecodeParams], Detector]
+PREPARE_NICE = 10  # how far below the workers a switch's preparation runs (CPU engines)
+
+
+def yield_to_workers(spec: EngineSpec) -> None:
+    """Prepare engines below the workers' priority: on a CPU the workers use every core,
+    and an engine being opened and warmed up next to them delays their frames until the
+    one-slot mailbox replaces one. Only for a switch thread (never the main thread) and a
+    single-threaded CPU engine: niceness is inherited by threads created here, and an
+    intra-op pool made now would run inference at the lower priority for good. Raising
+    niceness needs no privilege; it is never lowered again (that would), which is why it
+    applies to the switch thread only. Where the OS refuses, nothing changes."""
+    if threading.current_thread() is threading.main_thread():
+        return
+    if spec.device_kind != "cpu" or spec.intra_op_threads != 1 or PREPARE_NICE <= 0:
+        return
+    tid = threading.get_native_id()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + PREPARE_NICE)
+        if current < target:
+            os.setpriority(os.PRIO_PROCESS, tid, target)
+    except (AttributeError, OSError):  # not Linux, or not allowed
+        pass
 
 
 @dataclass(frozen=True)
 class ActiveEngine:
-    """What serves frames now: one detector per worker, all on the same spec."""
+    """What serves frames now: one detector per worker, all on the same spec (sharing one
+    engine where it runs frames concurrently)."""
 
     spec: EngineSpec
     variant: Variant
@@ -91,9 +118,13 @@ class EngineSwitcher:
 
     def _prepare(self, spec: EngineSpec, variant: Variant, reason: str,
                  forced: bool) -> ActiveEngine:
+        yield_to_workers(spec)
         detectors: list[Detector] = []
         try:
-            for _ in range(self.workers):
+            while len(detectors) < self.workers:
+                if detectors and detectors[0].engine.concurrent:
+                    detectors.append(detectors[0].share())
+                    continue
                 detector = self._open(spec, self._decode)
                 detectors.append(detector)
                 warm_up(detector)

@@ -3,15 +3,22 @@
 The callback only leaves the frame in the :class:`~edge_trt_ros.runtime.mailbox.Mailbox`
 (microseconds), so the executor keeps receiving while an engine runs, a switch prepares,
 or a service answers. Each worker leases the active engine per frame (its own detector when
-there are several workers: one single-threaded session per core serves queued frames
-faster than one session spread over the cores), and results leave in arrival order.
-Nothing is built or loaded here; a frame costs a view, a letterbox, an engine run and a
-decode.
+there are several workers, on one shared engine where each runs single-threaded and the
+engine allows it: one frame per core in parallel serves queued frames faster than one frame
+spread over the cores), and results leave in arrival order, per camera.
+Several cameras share the pool: the mailbox keeps the newest frame of each and serves them
+round-robin, each camera has its own counters and result order
+(:class:`~edge_trt_ros.runtime.streams.CameraStream`), and a camera nobody subscribes to
+(``wanted`` false, the lazy mode) has its frames counted and let go in the callback, so
+with no subscribers at all the workers sleep.
+Nothing is built or loaded here; a frame costs a view (or a decode, for a compressed
+camera), a letterbox, an engine run and a decode of the outputs.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -20,14 +27,15 @@ from dataclasses import dataclass
 from edge_trt_ros.detector import FrameTiming
 from edge_trt_ros.errors import ImageFormatError
 from edge_trt_ros.runtime.counters import FAILED, REJECTED, REPLACED, FrameCounters
-from edge_trt_ros.runtime.mailbox import Frame, Mailbox, Sequencer
+from edge_trt_ros.runtime.mailbox import Frame, Mailbox
 from edge_trt_ros.runtime.stats import FrameWindow
+from edge_trt_ros.runtime.streams import CameraStream
 from edge_trt_ros.runtime.switcher import ActiveEngine, EngineSwitcher
+from edge_trt_ros.runtime.throttle import Throttle
 from edge_trt_ros.vision.decode import Detections
 from edge_trt_ros.vision.image import ImageView
 
 log = logging.getLogger("edge_trt_ros.runtime.workers")
-LOG_EVERY_S = 5.0  # at most one log line per problem kind this often (a bad stream is loud)
 
 
 @dataclass(frozen=True)
@@ -38,21 +46,8 @@ class FrameResult:
     detections: Detections
     engine: ActiveEngine
     timing: FrameTiming
-
-
-class _Throttle:
-    def __init__(self, period_s: float) -> None:
-        self._period = period_s
-        self._last: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def ready(self, key: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last.get(key, -1e9) < self._period:
-                return False
-            self._last[key] = now
-            return True
+    view: ImageView | None = None  # the pixels it ran on (for the debug image)
+    convert_ms: float = math.nan  # the view or compressed decode, on the worker
 
 
 class WorkerPool:
@@ -67,24 +62,55 @@ class WorkerPool:
         self.counters = counters
         self.window = window
         self._now_ns = now_ns  # the clock image stamps are on (the node's ROS clock)
-        self._sequencer: Sequencer[FrameResult] = Sequencer()
-        # A frame is registered as in flight the moment it is taken, so a later frame that
-        # finishes first waits for it (results leave in arrival order).
-        self.mailbox = Mailbox(on_take=self._sequencer.begin)
+        self.streams: dict[str, CameraStream] = {}  # per camera (Frame.source)
+        self._streams_lock = threading.Lock()
+        # A frame is registered as in flight the moment it is taken, so a later frame of the
+        # same camera that finishes first waits for it (results leave in arrival order).
+        self.mailbox = Mailbox(on_take=self._begin)
         self._threads: list[threading.Thread] = []
-        self._throttle = _Throttle(LOG_EVERY_S)
+        self._throttle = Throttle()
+
+    def stream(self, key: str) -> CameraStream:
+        """Camera ``key``'s state, made on first use (the node registers its cameras at
+        configure; a frame from an unknown source gets a stream of its own)."""
+        stream = self.streams.get(key)
+        if stream is None:
+            with self._streams_lock:
+                stream = self.streams.get(key)
+                if stream is None:
+                    stream = CameraStream(key, self.window.window_s)
+                    self.streams = {**self.streams, key: stream}  # readers never lock
+        return stream
+
+    def set_wanted(self, key: str, wanted: bool) -> None:
+        """Lazy mode: whether anyone reads camera ``key``'s outputs (from the ROS layer)."""
+        self.stream(key).wanted = wanted
+
+    @property
+    def idle_skipped(self) -> int:
+        return sum(s.idle_skipped for s in self.streams.values())
+
+    def _begin(self, frame: Frame) -> None:
+        self.stream(frame.source).sequencer.begin(frame.seq)
 
     def submit(self, frame: Frame) -> None:
-        """From the subscription callback: hand the frame over, count the one it displaced."""
+        """From the subscription callback: hand the frame over (unless nobody wants it),
+        count the one it displaced."""
+        stream = self.stream(frame.source)
         self.counters.received()
+        if not stream.arrived():
+            return  # lazy: nobody subscribes; not converted, not a drop
         if self.mailbox.put(frame) is not None:
-            self.counters.dropped(REPLACED, "a newer frame arrived before a worker was free")
+            why = "a newer frame arrived before a worker was free"
+            self.counters.dropped(REPLACED, why)
+            stream.counters.dropped(REPLACED, why)
 
     def start(self) -> None:
         if self._threads:
             return
         self.mailbox.reopen()
-        self._sequencer.reset()
+        for stream in self.streams.values():
+            stream.sequencer.reset()
         for i in range(self._switcher.workers):
             t = threading.Thread(target=self._run, args=(i,), name=f"edge-trt-worker-{i}",
                                  daemon=True)
@@ -93,8 +119,10 @@ class WorkerPool:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking frames, let running ones finish (and publish), join the threads."""
-        for _ in self.mailbox.close():
-            self.counters.dropped(REPLACED, "the node stopped before a worker took it")
+        for frame in self.mailbox.close():
+            why = "the node stopped before a worker took it"
+            self.counters.dropped(REPLACED, why)
+            self.stream(frame.source).counters.dropped(REPLACED, why)
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -108,48 +136,62 @@ class WorkerPool:
             frame = self.mailbox.take()
             if frame is None:
                 return
+            stream = self.stream(frame.source)
             result: FrameResult | None = None
             try:
-                result = self._process(index, frame)
+                result = self._process(index, frame, stream)
             finally:
-                self._sequencer.done(frame.seq, result, self._publish)
+                stream.sequencer.done(frame.seq, result, self._publish)
 
-    def _process(self, index: int, frame: Frame) -> FrameResult | None:
+    def _process(self, index: int, frame: Frame, stream: CameraStream) -> FrameResult | None:
+        t0 = time.perf_counter()
         try:
             view = self._convert(frame.payload)
-        except ImageFormatError as exc:
-            total = self.counters.dropped(REJECTED, str(exc))
-            if self._throttle.ready(REJECTED):
+        except Exception as exc:  # ImageFormatError, or a decoder's own: never kill a worker
+            why = str(exc) if isinstance(exc, ImageFormatError) else \
+                f"{type(exc).__name__}: {exc}"
+            total = self.counters.dropped(REJECTED, why)
+            stream.counters.dropped(REJECTED, why)
+            if self._throttle.ready(REJECTED + frame.source):
                 log.warning("dropping a frame from %s: %s (%d dropped so far)",
-                            frame.source or "the camera", exc, total)
+                            frame.source or "the camera", why, total)
             return None
+        convert_ms = (time.perf_counter() - t0) * 1e3
+        stream.converted(convert_ms)
         try:
             with self._switcher.lease(index) as (engine, detector):
                 found = detector.detect(view)
                 timing = detector.last_timing
         except Exception as exc:  # an engine fault must not take the robot's detector down
-            total = self.counters.dropped(FAILED, f"{type(exc).__name__}: {exc}")
-            if self._throttle.ready(FAILED):
-                log.error("inference failed on a %dx%d frame: %s (%d failed so far)",
-                          view.width, view.height, exc, total)
+            why = f"{type(exc).__name__}: {exc}"
+            total = self.counters.dropped(FAILED, why)
+            stream.counters.dropped(FAILED, why)
+            if self._throttle.ready(FAILED + frame.source):
+                log.error("inference failed on a %dx%d frame from %s: %s (%d failed so far)",
+                          view.width, view.height, frame.source or "the camera", why, total)
             return None
         if found.nonfinite:
             self.counters.nonfinite(found.nonfinite)
+            stream.counters.nonfinite(found.nonfinite)
             if self._throttle.ready("nonfinite"):
                 log.warning("the %s engine returned %d NaN/inf output rows on a frame (numeric "
                             "overflow; dropped, never published): switch to fp32, or rebuild "
                             "the variant (edge-trt variants measures fp16 headroom)",
                             engine.label, found.nonfinite)
-        return FrameResult(frame, found, engine, timing)
+        return FrameResult(frame, found, engine, timing, view, convert_ms)
 
     def _publish(self, result: FrameResult) -> None:
         try:
             self._emit(result)
         except Exception as exc:  # e.g. the ROS context went away during shutdown
-            if self._throttle.ready("emit"):
-                log.error("could not publish detections: %s", exc)
+            if self._throttle.ready("emit" + result.frame.source):
+                log.error("could not publish the detections of %s: %s: %s",
+                          result.frame.source or "the camera", type(exc).__name__, exc)
             return
         self.counters.processed()
         stamp = result.frame.stamp_ns
         e2e_ms = (self._now_ns() - stamp) / 1e6 if stamp else float("nan")
         self.window.add(result.timing.inference_ms, e2e_ms)
+        stream = self.stream(result.frame.source)
+        stream.counters.processed()
+        stream.window.add(result.timing.inference_ms, e2e_ms)

@@ -9,6 +9,7 @@ cached; every file is written atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -20,8 +21,8 @@ import onnx
 
 from edge_trt_ros.files import copy_atomic, save_model_atomic, sha256_file
 from edge_trt_ros.model_info import PRECISION_KEY, read_model_info
-from edge_trt_ros.variants import fp16, headroom, int8, nodes
-from edge_trt_ros.variants.calibration import CalibrationSpec, calibrate
+from edge_trt_ros.variants import fp16, headroom, int8, nodes, shared_ranges
+from edge_trt_ros.variants.calibration import CalibrationResult, CalibrationSpec, calibrate
 from edge_trt_ros.variants.manifest import (
     MANIFEST_NAME,
     SCHEMA,
@@ -61,6 +62,7 @@ def build_variants(
     float_prefixes: tuple[str, ...] = (),
     copy_base: bool = True,
     fp16_headroom: headroom.HeadroomSpec | None = None,
+    share_concat_ranges: tuple[str, ...] = (),
 ) -> Path:
     """Write the variants of ``model_path`` into ``out_dir``; returns the manifest path.
 
@@ -75,6 +77,11 @@ def build_variants(
     decode tail (and of the first conv and head when mixed), e.g. ``("/model/stem",)``
     for a model whose first block is the one that fails the accuracy guard in int8; a
     ``RECIPE:`` in front (``ort:/model/stem``) limits a prefix to that recipe.
+
+    ``share_concat_ranges``: recipe keys (``("ort",)``) whose int8 files are quantized with
+    one range per group of tensors around each Concat
+    (:mod:`~edge_trt_ros.variants.shared_ranges`), so ONNX Runtime's ``QLinearConcat``
+    copies instead of requantizing. The default (none) leaves every recipe as before.
     """
     src = Path(model_path)
     if not src.is_file():
@@ -82,6 +89,10 @@ def build_variants(
     unknown = set(include) - {"fp32", "fp16", "int8"}
     if unknown:
         raise ValueError(f"unknown precision(s) {sorted(unknown)}; use fp32, fp16, int8")
+    unknown = set(share_concat_ranges) - set(int8.RECIPES)
+    if unknown:
+        raise ValueError(f"unknown int8 recipe(s) {sorted(unknown)} for shared Concat ranges; "
+                         f"use {', '.join(int8.RECIPES)}")
     spec = calibration or CalibrationSpec()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,6 +141,12 @@ def build_variants(
                                input_hw=info.input_hw, layout=info.input_layout)
             calib_info = {**result.to_dict(), "spec": spec.to_dict(),
                           "ranges_file": os.path.relpath(result.ranges_path, out)}
+            shared: CalibrationResult | None = None
+            shared_count = 0
+            if share_concat_ranges:
+                path, shared_count = shared_ranges.write_shared_ranges(
+                    prepared, result.ranges_path, Path(tmp) / "shared-ranges.json")
+                shared = dataclasses.replace(result, ranges_path=path)
             plans = [(False, "")] + ([(True, "-mixed")] if mixed else [])
             for is_mixed, suffix in plans:
                 for recipe in int8.RECIPES.values():
@@ -138,14 +155,18 @@ def build_variants(
                                              head_prefix=head_prefix, prefixes=prefixes)
                     name = f"int8-{recipe.key}{suffix}"
                     dst = out / f"{stem}.{name}.onnx"
-                    int8.quantize_int8(prepared, dst, recipe, result, keep, metadata=meta)
+                    share = shared is not None and recipe.key in share_concat_ranges
+                    ranges = shared if share and shared is not None else result
+                    int8.quantize_int8(prepared, dst, recipe, ranges, keep, metadata=meta)
                     backends = (["tensorrt", "onnxruntime"] if recipe.key == "trt"
                                 else ["onnxruntime"])
                     recipe_name = recipe.name + suffix + "".join(
-                        f"+float:{p}" for p in prefixes)
+                        f"+float:{p}" for p in prefixes) + (
+                        "+shared-concat-ranges" if share else "")
                     entry(name, dst, "int8", recipe_name, result.key, backends,
                           int8_recipe=recipe.to_dict(), mixed=is_mixed,
                           float_nodes=len(keep), float_prefixes=list(prefixes),
+                          **({"shared_concat_ranges": shared_count} if share else {}),
                           preprocess="quant_pre_process: onnx shape inference + ORT basic "
                                      "optimisation (BatchNorm folded into Conv)")
 
