@@ -184,6 +184,10 @@ def test_a_corrupt_compressed_frame_is_a_counted_drop(probe: Probe) -> None:
     if "/cam_b/detections" not in probe.subs:
         probe.listen("/cam_b/detections")
         probe.spin(1.0)
+    # a good frame answered first: the node has matched the subscriber and lifted the lazy
+    # filter, so the corrupt frames below are delivered, not filtered in DDS
+    first = probe.send(CAMS[1], "cam_b_optical", FRAME)
+    assert spin_until(probe.node, lambda: first in probe.answered("/cam_b/detections"), 10.0)
     jpeg = encode_compressed(FRAME, "jpeg")
     probe.send(CAMS[1], "cam_b_optical", FRAME, compressed=jpeg[: len(jpeg) // 2])
     probe.send(CAMS[1], "cam_b_optical", FRAME, compressed=b"\xff\xd8\xffgarbage\xff\xd9")
@@ -213,6 +217,10 @@ def test_lazy_camera_is_skipped_until_subscribed_and_again_after(probe: Probe) -
     stamps = [probe.send(CAMS[2], "cam_c_optical", FRAME) for _ in range(1)]
     assert spin_until(probe.node, lambda: stamps[0] in probe.answered("/cam_c/detections"),
                       10.0), probe.camera_status(CAMS[2])
+    seen = len(probe.diagnostics)
+    serving = spin_until(probe.node, lambda: probe.camera_status(CAMS[2], seen), 5.0)
+    assert serving and serving["has_subscribers"] == "true", serving
+    skipped = int(serving["frames_idle_skipped"])  # frames still in flight when it woke: idle
     for _ in range(5):
         probe.send(CAMS[2], "cam_c_optical", FRAME)
         probe.spin(0.05)
