@@ -41,6 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from feeder import frames  # noqa: E402  (bench/feeder.py: the rendered bench frames)
+from node import wait_active  # noqa: E402
 
 from edge_trt_ros.reports.environment import environment_record  # noqa: E402
 from edge_trt_ros.ros.processes import start_detector  # noqa: E402
@@ -149,14 +150,7 @@ class NodeProcess:
             self.proc = start_detector("/unused/image", backend="onnxruntime",
                                        extra_params=params, stdout=out,
                                        stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if "active: subscribed to" in self.log.read_text():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise RuntimeError(f"detector did not start:\n{self.log.read_text()[-3000:]}")
+        wait_active(self.proc, self.log, 90.0)
 
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()

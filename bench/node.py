@@ -79,6 +79,19 @@ def feed(mode: str, seconds: float, tmp: Path, **options: object) -> dict[str, A
     return result
 
 
+def wait_active(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    """Until the detector's log says it is active; raises with the log's tail if it exits
+    or takes longer than ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "active: subscribed to" in log.read_text():
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise RuntimeError(f"detector did not start:\n{log.read_text()[-3000:]}")
+
+
 class NodeProcess:
     """The detector as the launch file starts it, on the bench camera topic."""
 
@@ -89,14 +102,7 @@ class NodeProcess:
                                        stdout=out, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "active: subscribed to" in self.log.read_text():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise RuntimeError(f"detector did not start:\n{self.log.read_text()[-3000:]}")
+        wait_active(self.proc, self.log, timeout)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
