@@ -189,11 +189,19 @@ def test_a_corrupt_compressed_frame_is_a_counted_drop(probe: Probe) -> None:
     first = probe.send(CAMS[1], "cam_b_optical", FRAME)
     assert spin_until(probe.node, lambda: first in probe.answered("/cam_b/detections"), 10.0)
     jpeg = encode_compressed(FRAME, "jpeg")
-    probe.send(CAMS[1], "cam_b_optical", FRAME, compressed=jpeg[: len(jpeg) // 2])
-    probe.send(CAMS[1], "cam_b_optical", FRAME, compressed=b"\xff\xd8\xffgarbage\xff\xd9")
-    status = spin_until(probe.node, lambda: (s := probe.camera_status(CAMS[1]))
-                        and int(s["frames_rejected"]) >= 2 and s, 10.0)
-    assert status, probe.camera_status(CAMS[1])
+    status: dict[str, str] | None = None
+    for rejected, payload in enumerate((jpeg[: len(jpeg) // 2],
+                                        b"\xff\xd8\xffgarbage\xff\xd9"), start=1):
+        # one at a time, sent again if it never got to the decoder: the input is best effort
+        # (a busy host may lose one) and a frame sent right behind another may replace it in
+        # the camera's one-slot mailbox, a drop of another reason
+        for _ in range(5):
+            probe.send(CAMS[1], "cam_b_optical", FRAME, compressed=payload)
+            status = spin_until(probe.node, lambda: (s := probe.camera_status(CAMS[1]))
+                                and int(s["frames_rejected"]) >= rejected and s, 2.0)
+            if status:
+                break
+        assert status, probe.camera_status(CAMS[1])
     assert status["level"] == "1" and "jpeg" in status["message"], status
     assert status["transport"] == "compressed"
     stamp = probe.send(CAMS[1], "cam_b_optical", FRAME)  # the next good frame is answered
