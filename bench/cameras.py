@@ -11,7 +11,9 @@ Writes ``results/bench/cameras.json`` with:
   feeder process publishing every camera, reliable QoS so the transport loses nothing), per
   camera the frames answered per second, end-to-end p50/p95 (image stamp to detections
   received, one clock) and frames lost (never answered); the total answered per second and
-  its ratio to 1 camera. Round-robin on the shipped model's fixed batch of 1 (no batching).
+  its ratio to 1 camera, and the node's CPU (percent of one core, and ms per answered frame).
+  Each camera count with ``batching`` off (cameras in turn) and, for 2 and 4, on (waiting
+  frames of the cameras in one inference, on the variant's dynamic-batch copy).
 * ``idle``: one camera at 30 fps with ``lazy`` on: the node's CPU use (percent of one core,
   from /proc utime+stime, averaged over ``--idle-s`` = 20 s) and RSS, with nobody
   subscribed to its detections (the default: ``lazy_filter``, DDS drops the idle camera's
@@ -183,27 +185,42 @@ def run_feed(cameras: int, hz: float, seconds: float, subscribe: bool, tmp: Path
 
 
 def aggregate(args: argparse.Namespace, tmp: Path, params: dict[str, str]) -> dict[str, Any]:
+    """1, 2 and 4 cameras served in turn (``batching`` off), then 2 and 4 with batching,
+    each run on a fresh node."""
     rows: dict[str, Any] = {}
-    for n in (1, 2, 4):
-        node = NodeProcess(tmp, topics(n), params)
+    for n, batching in ((1, False), (2, False), (4, False), (2, True), (4, True)):
+        key = f"{n}_batched" if batching else str(n)
+        node = NodeProcess(tmp, topics(n), params | {"batching": str(batching).lower()})
         try:
+            c0, t0 = node.cpu_s(), time.monotonic()
             got = run_feed(n, 15.0, args.window_s, True, tmp)
+            cpu = 100.0 * (node.cpu_s() - c0) / (time.monotonic() - t0)
+            log = node.log.read_text()
         finally:
             node.stop()
+        if batching and "batching off" in log:
+            raise RuntimeError(f"the node did not batch:\n{log[-2000:]}")
         cams = got["cameras"]
         total = sum(c["answered_fps"] for c in cams)
-        rows[str(n)] = {"cameras": cams, "answered_fps_total": round(total, 2),
-                        "answered_fps_per_camera": [c["answered_fps"] for c in cams],
-                        "lost_total": sum(c["lost"] for c in cams),
-                        "sent_total": sum(c["sent"] for c in cams)}
-        print(f"{n} camera(s): {total:.1f} answered/s in all, lost "
-              f"{rows[str(n)]['lost_total']} of {rows[str(n)]['sent_total']}", flush=True)
+        rows[key] = {"cameras": cams, "batching": batching, "answered_fps_total": round(total, 2),
+                     "answered_fps_per_camera": [c["answered_fps"] for c in cams],
+                     "lost_total": sum(c["lost"] for c in cams),
+                     "sent_total": sum(c["sent"] for c in cams),
+                     "node_cpu_percent_of_one_core": round(cpu, 1),
+                     "node_cpu_ms_per_answered_frame": round(10.0 * cpu / total, 2)
+                     if total else None}
+        p50 = [c["e2e_p50_ms"] for c in cams]
+        print(f"{n} camera(s){' batched' if batching else ''}: {total:.1f} answered/s in all, "
+              f"lost {rows[key]['lost_total']} of {rows[key]['sent_total']}, end-to-end p50 "
+              f"{min(p50):.1f}-{max(p50):.1f} ms, node {cpu:.0f} % of a core "
+              f"({rows[key]['node_cpu_ms_per_answered_frame']} ms/frame)", flush=True)
     base = rows["1"]["answered_fps_total"] or float("nan")
     for row in rows.values():
         row["total_vs_1_camera"] = round(row["answered_fps_total"] / base, 2)
     return {"fps_per_camera": 15.0, "size": "640x480 bgr8", "seconds": args.window_s,
-            "batching": "none: the shipped model has a fixed batch of 1; cameras are served "
-            "round-robin by the workers", "runs": rows}
+            "batching": "rows 'N': batching off, the cameras take turns (one frame per "
+            "inference); rows 'N_batched': waiting frames of the cameras run as one inference "
+            "on the variant's dynamic-batch copy", "runs": rows}
 
 
 def idle(args: argparse.Namespace, tmp: Path, params: dict[str, str]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -79,6 +80,8 @@ class Detector:
         self.info = info
         self.params = params
         self._letterbox = Letterbox(info.input_hw, info.input_layout)
+        self._batch_tensor = np.empty((0,), np.float32)  # detect_batch's input, on first use
+        self._batch_letterboxes: list[Letterbox] = []
         self._gpu = _gpu_letterbox(engine, info) if gpu_preprocess else None
         self._decode = DECODERS[info.output_layout]
         self.last_timing = FrameTiming(0.0, 0.0, 0.0)
@@ -172,6 +175,45 @@ class Detector:
         t3 = time.perf_counter()
         self.last_timing = FrameTiming((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
         return result
+
+    def detect_batch(self, images: Sequence[ImageView]) -> list[Detections]:
+        """Detections of several frames (e.g. one per camera) from one inference, each in
+        its own image's coordinates, as :meth:`detect` gives them one at a time. Up to
+        ``engine.max_batch`` frames; one frame is :meth:`detect`."""
+        n = len(images)
+        if n == 1:
+            return [self.detect(images[0])]
+        if not 1 <= n <= self.engine.max_batch:
+            raise EngineError(f"{n} frames in one inference: this engine takes 1.."
+                              f"{self.engine.max_batch} (open it with max_batch)")
+        t0 = time.perf_counter()
+        while len(self._batch_letterboxes) < n:  # made once per batch size seen
+            self._grow_batch(n)
+        geometries = [lb(view)[1] for lb, view in zip(self._batch_letterboxes, images,
+                                                      strict=False)]
+        t1 = time.perf_counter()
+        outputs = self.engine.infer(self._batch_tensor[:n])
+        t2 = time.perf_counter()
+        results = []
+        for i, geometry in enumerate(geometries):
+            found = self._decode([o[i : i + 1] for o in outputs], self.params)
+            if found.nonfinite:
+                self.nonfinite_dropped += found.nonfinite
+                self.nonfinite_frames += 1
+            results.append(Detections(geometry.to_image(found.boxes), found.scores,
+                                      found.class_ids, found.nonfinite))
+        t3 = time.perf_counter()
+        self.last_timing = FrameTiming((t1 - t0) * 1e3 / n, (t2 - t1) * 1e3 / n,
+                                       (t3 - t2) * 1e3 / n)
+        return results
+
+    def _grow_batch(self, n: int) -> None:
+        """A batch input for ``n`` frames and one letterbox per slot writing into it."""
+        one = self._letterbox.tensor.shape[1:]
+        self._batch_tensor = np.empty((n, *one), np.float32)
+        self._batch_letterboxes = [Letterbox(self.info.input_hw, self.info.input_layout,
+                                             out=self._batch_tensor[i : i + 1])
+                                   for i in range(n)]
 
     def release(self) -> None:
         if self._gpu is not None:  # first: it queues work on the engine's stream

@@ -37,6 +37,10 @@ class EngineError(EdgeTrtError, RuntimeError):
     """An engine could not be built, loaded or run; the message says what to do."""
 
 
+class NotBatchable(EngineError):
+    """This engine cannot run several frames in one inference; frames go one at a time."""
+
+
 class CudaError(EngineError):
     """A CUDA runtime, driver or NVRTC call failed; ``name`` is the CUDA error name."""
 

@@ -197,8 +197,8 @@ def test_a_corrupt_compressed_frame_is_a_counted_drop(probe: Probe) -> None:
         # the camera's one-slot mailbox, a drop of another reason
         for _ in range(5):
             probe.send(CAMS[1], "cam_b_optical", FRAME, compressed=payload)
-            status = spin_until(probe.node, lambda: (s := probe.camera_status(CAMS[1]))
-                                and int(s["frames_rejected"]) >= rejected and s, 2.0)
+            status = spin_until(probe.node, lambda n=rejected: (
+                s := probe.camera_status(CAMS[1])) and int(s["frames_rejected"]) >= n and s, 2.0)
             if status:
                 break
         assert status, probe.camera_status(CAMS[1])

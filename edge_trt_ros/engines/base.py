@@ -35,6 +35,11 @@ class Engine(Protocol):
         workers share it (one load, one warm-up, one copy of the weights per switch)."""
         ...
 
+    @property
+    def max_batch(self) -> int:
+        """How many frames one :meth:`infer` may carry (1: one frame per call)."""
+        ...
+
     def infer(self, tensor: np.ndarray) -> Sequence[np.ndarray]:
         """Run one batch; returns the model outputs in graph order."""
         ...

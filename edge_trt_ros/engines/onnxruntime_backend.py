@@ -257,12 +257,14 @@ class OnnxRuntimeEngine:
         cuda_graph: bool | None = None,
         cuda_layout: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        max_batch: int = 1,
     ) -> None:
         settings = _profile(fusion_profile)
         level = settings.ort_graph_optimization
         kind, index = parse_device(device)
         self._io: _CudaIo | None = None
         self._threads = intra_op_threads
+        self._max_batch = max_batch if kind == "cpu" else 1
         self._stream: Any = None
         extra: dict[str, str] = {}
 
@@ -297,6 +299,7 @@ class OnnxRuntimeEngine:
                 "graph_optimization": level,
                 "intra_op_threads": str(intra_op_threads),
                 "providers": ",".join(providers),
+                "max_batch": str(self._max_batch),
                 **extra,
             },
         )
@@ -377,6 +380,11 @@ class OnnxRuntimeEngine:
     @property
     def info(self) -> EngineInfo:
         return self._info
+
+    @property
+    def max_batch(self) -> int:
+        """Frames one :meth:`infer` may carry: the dynamic-batch copy's limit on the CPU."""
+        return self._max_batch
 
     @property
     def concurrent(self) -> bool:

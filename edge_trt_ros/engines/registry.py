@@ -14,13 +14,14 @@ import importlib
 import importlib.util
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edge_trt_ros.choices import AUTO, BACKENDS
 from edge_trt_ros.engines.base import Engine
+from edge_trt_ros.engines.dynamic_batch import dynamic_batch_file
 from edge_trt_ros.engines.spec import EngineSpec, parse_device
-from edge_trt_ros.errors import EngineError
+from edge_trt_ros.errors import EngineError, NotBatchable
 
 log = logging.getLogger("edge_trt_ros.engines.registry")
 
@@ -163,20 +164,28 @@ def open_engine(spec: EngineSpec, caps: Capabilities | None = None) -> Engine:
         raise EngineError(refusal)
     if not Path(spec.model_path).is_file():
         raise EngineError(f"variant file {spec.model_path} not found")
+    model_path = spec.model_path
+    if spec.max_batch > 1:
+        if spec.backend == "onnxruntime" and spec.device_kind != "cpu":
+            raise NotBatchable(f"max_batch {spec.max_batch}: ONNX Runtime on {spec.device} "
+                              "binds buffers for one frame; batch on the CPU or with TensorRT")
+        model_path = str(dynamic_batch_file(model_path, spec.cache_dir))
     if spec.backend == "onnxruntime":
         from edge_trt_ros.engines.onnxruntime_backend import OnnxRuntimeEngine
 
-        return OnnxRuntimeEngine(spec.model_path, precision=spec.precision,
+        return OnnxRuntimeEngine(model_path, precision=spec.precision,
                                  fusion_profile=spec.fusion_profile,
                                  intra_op_threads=spec.intra_op_threads, device=spec.device,
-                                 cache_dir=spec.cache_dir or None)
+                                 cache_dir=spec.cache_dir or None, max_batch=spec.max_batch)
     from edge_trt_ros.engines.tensorrt_backend import load_engine
 
     try:
         config = spec.trt_config()
+        if spec.max_batch > 1:
+            config = replace(config, max_batch=spec.max_batch)
     except ValueError as exc:
         raise EngineError(str(exc)) from exc
     if not spec.cache_dir:
         raise EngineError("a TensorRT engine needs an engine cache directory (engine_cache_dir)")
-    return load_engine(spec.model_path, config, spec.cache_dir,
+    return load_engine(model_path, config, spec.cache_dir,
                        device_index=parse_device(spec.device)[1])

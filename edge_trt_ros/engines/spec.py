@@ -35,7 +35,9 @@ class EngineSpec:
     ``trt_options`` are device-wide TensorRT build settings (workspace, batch, DLA core) as
     ``(name, value)`` pairs of :class:`TrtBuildConfig` fields; the per-variant ones come from
     the fusion table. ``cache_dir`` is the engine cache: TensorRT plans, and the graphs ONNX
-    Runtime optimised for this CPU ("" = no cache).
+    Runtime optimised for this CPU ("" = no cache). ``max_batch`` > 1 asks for an engine
+    that runs up to that many frames in one inference (several cameras): a batch-1 file is
+    opened through its dynamic-batch copy (:mod:`~edge_trt_ros.engines.dynamic_batch`).
     """
 
     backend: str
@@ -47,6 +49,7 @@ class EngineSpec:
     cache_dir: str = ""
     calibration_sha256: str = ""
     trt_options: tuple[tuple[str, object], ...] = ()
+    max_batch: int = 1
 
     def __post_init__(self) -> None:
         problems = []
@@ -58,6 +61,8 @@ class EngineSpec:
         if self.fusion_profile not in FUSION_PROFILES:
             problems.append(f"fusion profile {self.fusion_profile!r} is not one of "
                             f"{', '.join(FUSION_PROFILES)} ('auto' is resolved first)")
+        if self.max_batch < 1:
+            problems.append(f"max_batch {self.max_batch} is below 1")
         if self.intra_op_threads < 0:
             problems.append(f"intra_op_threads {self.intra_op_threads} is negative")
         try:

@@ -187,6 +187,11 @@ class TensorRTEngine:
             raise EngineError("engine was released") from None
 
     @property
+    def max_batch(self) -> int:
+        """The optimisation profile's largest batch (1 for a fixed batch-1 engine)."""
+        return self._input.shape[0] if self._input.dynamic_batch else 1
+
+    @property
     def input_spec(self) -> tuple[str, tuple[int, ...], np.dtype[Any]]:
         """(name, shape at max batch, dtype) of the input tensor."""
         return self._input.name, self._input.shape, self._input.dtype

@@ -146,7 +146,8 @@ class DetectorNode(LifecycleNode):
                                 p["max_detections"]),
             max_accuracy_drop=p["max_accuracy_drop"],
             hardware_fusion_default=self._hardware_fusion_default(),
-            stats_window_s=p["stats_window_s"])
+            stats_window_s=p["stats_window_s"],
+            max_batch=len(self.cameras.plans) if p["batching"] else 1)
 
     def _hardware_fusion_default(self) -> str:
         return self.power.detection.profile.default_fusion_profile if self.power else "max"

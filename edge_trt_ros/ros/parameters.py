@@ -112,6 +112,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("image_transports", ["raw"], "per camera (or one for all): raw = sensor_msgs/"
               "Image on the topic, compressed = sensor_msgs/CompressedImage (jpeg/png) on "
               "<topic>/compressed"),
+    ParamSpec("batching", True, "several cameras: run their waiting frames as one "
+              "inference (an engine with a dynamic batch: a copy of the variant is made once, "
+              "in the engine cache); off, or where the engine cannot batch: one frame per "
+              "inference, cameras in turn"),
     ParamSpec("lazy", True, "skip a camera's frames (no conversion, no inference) while nobody "
               "subscribes to its detections or debug image"),
     ParamSpec("lazy_unsubscribe", False, "with lazy: also unsubscribe from an idle camera "

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from edge_trt_ros.choices import AUTO
 from edge_trt_ros.detector import Detector
 from edge_trt_ros.engines.registry import Capabilities, capabilities, resolve_backend
 from edge_trt_ros.engines.spec import EngineSpec
-from edge_trt_ros.errors import EdgeTrtError
+from edge_trt_ros.errors import EdgeTrtError, NotBatchable
 from edge_trt_ros.runtime.counters import FrameCounters
 from edge_trt_ros.runtime.mailbox import Frame
 from edge_trt_ros.runtime.selection import Fp16Missing, Plan, SwitchRefused, plan_engine
@@ -66,6 +66,7 @@ class RuntimeConfig:
     max_accuracy_drop: float = 0.005
     hardware_fusion_default: str = "max"
     stats_window_s: float = 5.0
+    max_batch: int = 1  # >1: frames of up to this many cameras run as one inference
 
     def cache_dir(self) -> Path:
         return Path(self.engine_cache_dir) if self.engine_cache_dir else default_cache_dir()
@@ -108,7 +109,7 @@ def base_spec(config: RuntimeConfig,
     backend, device, why = resolve_backend(config.backend, config.device, caps)
     workers, threads = config.workers_for(device.partition(":")[0])
     spec = EngineSpec(backend, config.model_path, device=device, intra_op_threads=threads,
-                      cache_dir=str(config.cache_dir()))
+                      cache_dir=str(config.cache_dir()), max_batch=config.max_batch)
     return spec, workers, why
 
 
@@ -156,8 +157,17 @@ class DetectorRuntime:
                  self.backend_reason)
 
     def _open_detector(self, spec: EngineSpec, decode: DecodeParams) -> Detector:
-        return Detector.from_spec(spec, decode, class_names=list(self.config.class_names)
-                                  or None, output_layout=self.config.output_layout)
+        """The detector of ``spec``; one that cannot batch frames of several cameras is
+        opened for one frame at a time instead, saying why (the cameras then take turns)."""
+        def open_one(spec: EngineSpec) -> Detector:
+            return Detector.from_spec(spec, decode, class_names=list(self.config.class_names)
+                                      or None, output_layout=self.config.output_layout)
+        try:
+            return open_one(spec)
+        except NotBatchable as exc:
+            log.warning("batching off for %s/%s: %s; the cameras take turns on the engine, "
+                        "one frame per inference", spec.precision, spec.fusion_profile, exc)
+            return open_one(replace(spec, max_batch=1))
 
     def _plan(self, precision: str, fusion_profile: str, force: bool,
               make_fp16: bool = True, guard_bins: Sequence[str] | None = None) -> Plan:

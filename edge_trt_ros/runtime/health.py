@@ -163,7 +163,8 @@ def camera_health(state: str, snap: StreamSnapshot, *, input_topic: str, transpo
               "frames_idle_skipped": str(snap.idle_skipped),
               "frames_replaced": str(c.dropped[REPLACED]),
               "frames_rejected": str(c.dropped[REJECTED]),
-              "frames_failed": str(c.dropped[FAILED]), "fps": f"{stats.fps:.1f}",
+              "frames_failed": str(c.dropped[FAILED]), "frames_batched": str(snap.batched),
+              "fps": f"{stats.fps:.1f}",
               "end_to_end_p50_ms": _ms(stats.end_to_end_p50_ms),
               "end_to_end_p95_ms": _ms(stats.end_to_end_p95_ms),
               "convert_ms_p50": _ms(snap.convert_ms_p50), "debug_images": str(debug_images)}

@@ -91,6 +91,13 @@ class Mailbox:
     def take(self, timeout: float | None = None) -> Frame | None:
         """The oldest frame promised to a worker, else the next camera's waiting one
         (waiting up to ``timeout``); None on timeout or when closed."""
+        frames = self.take_batch(1, timeout)
+        return frames[0] if frames else None
+
+    def take_batch(self, limit: int, timeout: float | None = None) -> list[Frame]:
+        """What :meth:`take` gives, plus up to ``limit - 1`` frames waiting for other
+        cameras (round-robin), for one inference over several cameras; [] on timeout or
+        when closed. It never waits for a second frame: a batch is what is there."""
         with self._cond:
             self._waiting += 1
             try:
@@ -101,12 +108,16 @@ class Mailbox:
             if self._handed:
                 frame: Frame | None = self._handed.popleft()
             elif not ready or self._closed:
-                return None
+                return []
             else:
                 frame = self._next_waiting()
-            if frame is not None and self._on_take is not None:
-                self._on_take(frame)
-            return frame
+            frames = [] if frame is None else [frame]
+            while 0 < len(frames) < limit and (frame := self._next_waiting()) is not None:
+                frames.append(frame)
+            if self._on_take is not None:
+                for frame in frames:
+                    self._on_take(frame)
+            return frames
 
     def close(self) -> list[Frame]:
         """Wake every waiting worker for good; returns the frames left untaken."""

@@ -36,6 +36,7 @@ class StreamSnapshot:
     wanted: bool
     last_arrival_age_s: float  # since the last frame arrived (inf: never)
     convert_ms_p50: float  # view or decode on the worker, recent frames (NaN before any)
+    batched: int = 0  # frames published that ran in one inference with other cameras' frames
 
 
 class CameraStream:
@@ -51,6 +52,7 @@ class CameraStream:
         self._idle = 0
         self._last_arrival = -math.inf
         self._convert_ms: deque[float] = deque(maxlen=64)
+        self._batched = 0
 
     def arrived(self) -> bool:
         """Count an arriving frame; True when it should be processed (someone wants it)."""
@@ -65,6 +67,12 @@ class CameraStream:
     def converted(self, ms: float) -> None:
         self._convert_ms.append(ms)
 
+    def published(self, batch: int) -> None:
+        """A result left; ``batch``: how many frames its inference ran."""
+        if batch > 1:
+            with self._lock:
+                self._batched += 1
+
     @property
     def idle_skipped(self) -> int:
         with self._lock:
@@ -73,8 +81,8 @@ class CameraStream:
     def snapshot(self, now: float | None = None) -> StreamSnapshot:
         now = time.monotonic() if now is None else now
         with self._lock:
-            idle, last = self._idle, self._last_arrival
+            idle, last, batched = self._idle, self._last_arrival, self._batched
         recent = list(self._convert_ms)
         return StreamSnapshot(self.key, self.counters.snapshot(now), self.window.stats(now),
                               idle, self.wanted, now - last,
-                              float(np.median(recent)) if recent else math.nan)
+                              float(np.median(recent)) if recent else math.nan, batched)

@@ -7,7 +7,9 @@ there are several workers, on one shared engine where each runs single-threaded 
 engine allows it: one frame per core in parallel serves queued frames faster than one frame
 spread over the cores), and results leave in arrival order, per camera.
 Several cameras share the pool: the mailbox keeps the newest frame of each and serves them
-round-robin, each camera has its own counters and result order
+round-robin (several at once when the engine takes a batch: the frames waiting for other
+cameras join the one a worker takes, one inference for all), each camera has its own
+counters and result order
 (:class:`~edge_trt_ros.runtime.streams.CameraStream`), and a camera nobody subscribes to
 (``wanted`` false, the lazy mode) has its frames counted and let go in the callback, so
 with no subscribers at all the workers sleep.
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge_trt_ros.detector import FrameTiming
-from edge_trt_ros.errors import ImageFormatError
+from edge_trt_ros.errors import EngineError, ImageFormatError
 from edge_trt_ros.runtime.counters import FAILED, REJECTED, REPLACED, FrameCounters
 from edge_trt_ros.runtime.mailbox import Frame, Mailbox
 from edge_trt_ros.runtime.stats import FrameWindow
@@ -48,6 +50,7 @@ class FrameResult:
     timing: FrameTiming
     view: ImageView | None = None  # the pixels it ran on (for the debug image)
     convert_ms: float = math.nan  # the view or compressed decode, on the worker
+    batch: int = 1  # frames (of different cameras) in the inference it ran in
 
 
 class WorkerPool:
@@ -131,19 +134,30 @@ class WorkerPool:
                           t.name, timeout)
         self._threads = [t for t in self._threads if t.is_alive()]
 
+    def _batch_limit(self) -> int:
+        """Frames of different cameras one inference may take now: the active engine's
+        max_batch (1 between configure and the first engine, or with batching off)."""
+        try:
+            return max(1, self._switcher.active.first.engine.max_batch)
+        except EngineError:
+            return 1
+
     def _run(self, index: int) -> None:
         while True:
-            frame = self.mailbox.take()
-            if frame is None:
+            frames = self.mailbox.take_batch(self._batch_limit())
+            if not frames:
                 return
-            stream = self.stream(frame.source)
-            result: FrameResult | None = None
+            results: dict[int, FrameResult] = {}
             try:
-                result = self._process(index, frame, stream)
+                results = self._process(index, frames)
             finally:
-                stream.sequencer.done(frame.seq, result, self._publish)
+                for frame in frames:
+                    self.stream(frame.source).sequencer.done(frame.seq, results.get(frame.seq),
+                                                             self._publish)
 
-    def _process(self, index: int, frame: Frame, stream: CameraStream) -> FrameResult | None:
+    def _convert_one(self, frame: Frame, stream: CameraStream) -> tuple[ImageView, float] | None:
+        """The frame's pixels (a view, or a decode) and the ms that took, or None after
+        counting it rejected."""
         t0 = time.perf_counter()
         try:
             view = self._convert(frame.payload)
@@ -158,27 +172,50 @@ class WorkerPool:
             return None
         convert_ms = (time.perf_counter() - t0) * 1e3
         stream.converted(convert_ms)
+        return view, convert_ms
+
+    def _process(self, index: int, frames: list[Frame]) -> dict[int, FrameResult]:
+        """Results by frame seq of the frames that ran (one inference for all of them when
+        the engine takes the batch, else one each)."""
+        ready: list[tuple[Frame, CameraStream, ImageView, float]] = []
+        for frame in frames:
+            stream = self.stream(frame.source)
+            converted = self._convert_one(frame, stream)
+            if converted is not None:
+                ready.append((frame, stream, *converted))
+        if not ready:
+            return {}
+        views = [view for _, _, view, _ in ready]
         try:
             with self._switcher.lease(index) as (engine, detector):
-                found = detector.detect(view)
+                if len(views) > 1 and len(views) <= detector.engine.max_batch:
+                    found = detector.detect_batch(views)
+                else:  # one frame, or an engine swapped in meanwhile that takes fewer
+                    found = [detector.detect(view) for view in views]
                 timing = detector.last_timing
         except Exception as exc:  # an engine fault must not take the robot's detector down
             why = f"{type(exc).__name__}: {exc}"
-            total = self.counters.dropped(FAILED, why)
-            stream.counters.dropped(FAILED, why)
-            if self._throttle.ready(FAILED + frame.source):
-                log.error("inference failed on a %dx%d frame from %s: %s (%d failed so far)",
-                          view.width, view.height, frame.source or "the camera", why, total)
-            return None
-        if found.nonfinite:
-            self.counters.nonfinite(found.nonfinite)
-            stream.counters.nonfinite(found.nonfinite)
-            if self._throttle.ready("nonfinite"):
-                log.warning("the %s engine returned %d NaN/inf output rows on a frame (numeric "
-                            "overflow; dropped, never published): switch to fp32, or rebuild "
-                            "the variant (edge-trt variants measures fp16 headroom)",
-                            engine.label, found.nonfinite)
-        return FrameResult(frame, found, engine, timing, view, convert_ms)
+            for frame, stream, view, _ in ready:
+                total = self.counters.dropped(FAILED, why)
+                stream.counters.dropped(FAILED, why)
+                if self._throttle.ready(FAILED + frame.source):
+                    log.error("inference failed on a %dx%d frame from %s: %s (%d failed so "
+                              "far)", view.width, view.height, frame.source or "the camera",
+                              why, total)
+            return {}
+        results = {}
+        for (frame, stream, view, convert_ms), detections in zip(ready, found, strict=True):
+            if detections.nonfinite:
+                self.counters.nonfinite(detections.nonfinite)
+                stream.counters.nonfinite(detections.nonfinite)
+                if self._throttle.ready("nonfinite"):
+                    log.warning("the %s engine returned %d NaN/inf output rows on a frame "
+                                "(numeric overflow; dropped, never published): switch to "
+                                "fp32, or rebuild the variant (edge-trt variants measures "
+                                "fp16 headroom)", engine.label, detections.nonfinite)
+            results[frame.seq] = FrameResult(frame, detections, engine, timing, view,
+                                             convert_ms, len(ready))
+        return results
 
     def _publish(self, result: FrameResult) -> None:
         try:
@@ -194,4 +231,5 @@ class WorkerPool:
         self.window.add(result.timing.inference_ms, e2e_ms)
         stream = self.stream(result.frame.source)
         stream.counters.processed()
+        stream.published(result.batch)
         stream.window.add(result.timing.inference_ms, e2e_ms)

@@ -48,14 +48,18 @@ def letterbox_geometry(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Lett
 class Letterbox:
     """Reusable preprocessing into a float32 [1,3,H,W] (or [1,H,W,3]) tensor in 0..1, RGB."""
 
-    def __init__(self, input_hw: tuple[int, int], layout: str = "nchw") -> None:
+    def __init__(self, input_hw: tuple[int, int], layout: str = "nchw",
+                 out: np.ndarray | None = None) -> None:
+        """``out``: where to write, e.g. one frame's slice ``batch[i : i + 1]`` of a batch."""
         if layout not in ("nchw", "nhwc"):
             raise ValueError(f"unknown input layout {layout!r}")
         self.input_hw = input_hw
         self.layout = layout
         h, w = input_hw
         shape = (1, 3, h, w) if layout == "nchw" else (1, h, w, 3)
-        self.tensor = np.empty(shape, dtype=np.float32)
+        if out is not None and (out.shape != shape or out.dtype != np.float32):
+            raise ValueError(f"letterbox output {out.shape} {out.dtype}: need {shape} float32")
+        self.tensor = np.empty(shape, dtype=np.float32) if out is None else out
         self._geometry: LetterboxGeometry | None = None
 
     def __call__(self, view: ImageView) -> tuple[np.ndarray, LetterboxGeometry]:
