@@ -13,7 +13,9 @@ Writes ``results/bench/cameras.json`` with:
   received, one clock) and frames lost (never answered); the total answered per second and
   its ratio to 1 camera, and the node's CPU (percent of one core, and ms per answered frame).
   Each camera count with ``batching`` off (cameras in turn) and, for 2 and 4, on (waiting
-  frames of the cameras in one inference, on the variant's dynamic-batch copy).
+  frames of the cameras in one inference, on the variant's dynamic-batch copy); 4 cameras
+  also synced (all publishing at the same instant), both ways; per camera the node's own
+  count of frames that ran batched.
 * ``idle``: one camera at 30 fps with ``lazy`` on: the node's CPU use (percent of one core,
   from /proc utime+stime, averaged over ``--idle-s`` = 20 s) and RSS, with nobody
   subscribed to its detections (the default: ``lazy_filter``, DDS drops the idle camera's
@@ -59,6 +61,7 @@ def topics(n: int) -> list[str]:
 # -- the feeder (its own process: its own GIL and DDS stack) ------------------------------------
 def feed(args: argparse.Namespace) -> int:
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -82,6 +85,15 @@ def feed(args: argparse.Namespace) -> int:
             if stamp in sent[i]:
                 latency[i][stamp] = (now - stamp) / 1e6
 
+    node_status: list[dict[str, str]] = [{} for _ in cams]  # newest per-camera diagnostics
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            for i, t in enumerate(cams):
+                if st.name.endswith(f"camera {t}"):
+                    node_status[i] = {kv.key: kv.value for kv in st.values}
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     if args.subscribe:
         for i, t in enumerate(cams):
             node.create_subscription(Detection2DArray, t.rsplit("/", 1)[0] + "/detections",
@@ -99,8 +111,8 @@ def feed(args: argparse.Namespace) -> int:
     start = time.monotonic()
     k = 0
     while (t := start + k * period) < start + args.seconds:
-        for i, pub in enumerate(pubs):  # the cameras spread over the period, as real ones are
-            at = t + i * period / len(pubs)
+        for i, pub in enumerate(pubs):  # spread over the period, or all at once (triggered)
+            at = t if args.synced else t + i * period / len(pubs)
             time.sleep(max(0.0, at - time.monotonic()))
             msg = imgs[(k + i) % len(imgs)]
             now = node.get_clock().now()
@@ -126,7 +138,11 @@ def feed(args: argparse.Namespace) -> int:
                         "sent_fps": round(len(sent[i]) / elapsed, 2),
                         "answered_fps": round(len(latency[i]) / elapsed, 2),
                         "e2e_p50_ms": round(float(np.percentile(values, 50)), 1),
-                        "e2e_p95_ms": round(float(np.percentile(values, 95)), 1)})
+                        "e2e_p95_ms": round(float(np.percentile(values, 95)), 1),
+                        # the node's own count: frames run in one inference with others
+                        "node_frames_batched": int(node_status[i].get("frames_batched", -1)),
+                        "node_frames_processed": int(node_status[i].get(
+                            "frames_processed", -1))})
     executor.shutdown()
     spinner.join(timeout=10)
     node.destroy_node()
@@ -135,10 +151,11 @@ def feed(args: argparse.Namespace) -> int:
     return 0
 
 
-def feeder(cameras: int, hz: float, seconds: float, subscribe: bool, out: Path
-           ) -> subprocess.Popen[bytes]:
+def feeder(cameras: int, hz: float, seconds: float, subscribe: bool, out: Path,
+           synced: bool = False) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, __file__, "--feed", "--cameras", str(cameras), "--hz", str(hz),
-           "--seconds", str(seconds), "--out", str(out)] + (["--subscribe"] if subscribe else [])
+           "--seconds", str(seconds), "--out", str(out)] + (["--subscribe"] if subscribe else []
+                                                            ) + (["--synced"] if synced else [])
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -173,10 +190,10 @@ class NodeProcess:
                 self.proc.kill()
 
 
-def run_feed(cameras: int, hz: float, seconds: float, subscribe: bool, tmp: Path
-             ) -> dict[str, Any]:
+def run_feed(cameras: int, hz: float, seconds: float, subscribe: bool, tmp: Path,
+             synced: bool = False) -> dict[str, Any]:
     out = tmp / f"feed-{time.monotonic_ns()}.json"
-    proc = feeder(cameras, hz, seconds, subscribe, out)
+    proc = feeder(cameras, hz, seconds, subscribe, out, synced)
     _, err = proc.communicate(timeout=seconds + 120)
     if proc.returncode != 0:
         raise RuntimeError(f"feeder failed ({proc.returncode}): {err.decode()[-2000:]}")
@@ -188,12 +205,14 @@ def aggregate(args: argparse.Namespace, tmp: Path, params: dict[str, str]) -> di
     """1, 2 and 4 cameras served in turn (``batching`` off), then 2 and 4 with batching,
     each run on a fresh node."""
     rows: dict[str, Any] = {}
-    for n, batching in ((1, False), (2, False), (4, False), (2, True), (4, True)):
-        key = f"{n}_batched" if batching else str(n)
+    for n, batching, synced in ((1, False, False), (2, False, False), (4, False, False),
+                                (2, True, False), (4, True, False), (4, False, True),
+                                (4, True, True)):
+        key = str(n) + ("_synced" if synced else "") + ("_batched" if batching else "")
         node = NodeProcess(tmp, topics(n), params | {"batching": str(batching).lower()})
         try:
             c0, t0 = node.cpu_s(), time.monotonic()
-            got = run_feed(n, 15.0, args.window_s, True, tmp)
+            got = run_feed(n, 15.0, args.window_s, True, tmp, synced)
             cpu = 100.0 * (node.cpu_s() - c0) / (time.monotonic() - t0)
             log = node.log.read_text()
         finally:
@@ -202,7 +221,11 @@ def aggregate(args: argparse.Namespace, tmp: Path, params: dict[str, str]) -> di
             raise RuntimeError(f"the node did not batch:\n{log[-2000:]}")
         cams = got["cameras"]
         total = sum(c["answered_fps"] for c in cams)
-        rows[key] = {"cameras": cams, "batching": batching, "answered_fps_total": round(total, 2),
+        batched = sum(max(0, c["node_frames_batched"]) for c in cams)
+        processed = sum(max(0, c["node_frames_processed"]) for c in cams)
+        rows[key] = {"cameras": cams, "batching": batching, "synced": synced,
+                     "answered_fps_total": round(total, 2),
+                     "frames_batched_share": round(batched / processed, 3) if processed else None,
                      "answered_fps_per_camera": [c["answered_fps"] for c in cams],
                      "lost_total": sum(c["lost"] for c in cams),
                      "sent_total": sum(c["sent"] for c in cams),
@@ -210,17 +233,20 @@ def aggregate(args: argparse.Namespace, tmp: Path, params: dict[str, str]) -> di
                      "node_cpu_ms_per_answered_frame": round(10.0 * cpu / total, 2)
                      if total else None}
         p50 = [c["e2e_p50_ms"] for c in cams]
-        print(f"{n} camera(s){' batched' if batching else ''}: {total:.1f} answered/s in all, "
+        print(f"{n} camera(s){' synced' if synced else ''}{' batched' if batching else ''}: "
+              f"{total:.1f} answered/s in all, "
               f"lost {rows[key]['lost_total']} of {rows[key]['sent_total']}, end-to-end p50 "
               f"{min(p50):.1f}-{max(p50):.1f} ms, node {cpu:.0f} % of a core "
-              f"({rows[key]['node_cpu_ms_per_answered_frame']} ms/frame)", flush=True)
+              f"({rows[key]['node_cpu_ms_per_answered_frame']} ms/frame), "
+              f"{batched} of {processed} frames batched", flush=True)
     base = rows["1"]["answered_fps_total"] or float("nan")
     for row in rows.values():
         row["total_vs_1_camera"] = round(row["answered_fps_total"] / base, 2)
     return {"fps_per_camera": 15.0, "size": "640x480 bgr8", "seconds": args.window_s,
             "batching": "rows 'N': batching off, the cameras take turns (one frame per "
             "inference); rows 'N_batched': waiting frames of the cameras run as one inference "
-            "on the variant's dynamic-batch copy", "runs": rows}
+            "on the variant's dynamic-batch copy; 'synced': all cameras publish at the same "
+            "instant (a triggered rig), else spread over the period", "runs": rows}
 
 
 def idle(args: argparse.Namespace, tmp: Path, params: dict[str, str]) -> dict[str, Any]:
@@ -267,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hz", type=float, default=15.0, help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
     p.add_argument("--subscribe", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--synced", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.feed:
         return feed(args)

@@ -106,3 +106,18 @@ def test_a_batch_take_holds_one_frame_per_waiting_camera_and_never_waits_for_mor
     assert box.take_batch(3, 0.01) == []
     box.put(Frame(9, 9, "a"))
     assert [f.payload for f in box.take_batch(1, 0)] == [9]
+
+
+def test_with_several_workers_a_batch_takes_only_its_share_of_what_waits() -> None:
+    """Two workers, four cameras waiting: the first takes half (a batch runs on one worker;
+    the frames the other can run beside it are left to it); two waiting: one, no batch."""
+    box = Mailbox()
+    for i, cam in enumerate("abcd"):
+        box.put(Frame(i, i, cam))
+    assert [f.source for f in box.take_batch(4, 0, share=2)] == ["a", "b"]
+    assert [f.source for f in box.take_batch(4, 0, share=2)] == ["c"]
+    assert [f.source for f in box.take_batch(4, 0, share=2)] == ["d"]
+    for i, cam in enumerate("ab"):
+        box.put(Frame(i, i, cam))
+    assert len(box.take_batch(4, 0, share=2)) == 1
+    assert len(box.take_batch(4, 0, share=2)) == 1

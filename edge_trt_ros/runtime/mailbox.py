@@ -94,9 +94,12 @@ class Mailbox:
         frames = self.take_batch(1, timeout)
         return frames[0] if frames else None
 
-    def take_batch(self, limit: int, timeout: float | None = None) -> list[Frame]:
-        """What :meth:`take` gives, plus up to ``limit - 1`` frames waiting for other
-        cameras (round-robin), for one inference over several cameras; [] on timeout or
+    def take_batch(self, limit: int, timeout: float | None = None, share: int = 1
+                   ) -> list[Frame]:
+        """What :meth:`take` gives, plus frames waiting for other cameras (round-robin),
+        for one inference over several cameras: at most ``limit``, and of what waits only
+        this taker's part when ``share`` workers serve the mailbox (a batch runs on one
+        worker, so frames the others can run beside it are left to them); [] on timeout or
         when closed. It never waits for a second frame: a batch is what is there."""
         with self._cond:
             self._waiting += 1
@@ -112,6 +115,8 @@ class Mailbox:
             else:
                 frame = self._next_waiting()
             frames = [] if frame is None else [frame]
+            waiting = len([w for w in self._slots.values() if w])
+            limit = min(limit, -(-(len(frames) + waiting) // max(1, share)))
             while 0 < len(frames) < limit and (frame := self._next_waiting()) is not None:
                 frames.append(frame)
             if self._on_take is not None:

@@ -144,7 +144,8 @@ class WorkerPool:
 
     def _run(self, index: int) -> None:
         while True:
-            frames = self.mailbox.take_batch(self._batch_limit())
+            frames = self.mailbox.take_batch(self._batch_limit(),
+                                             share=self._switcher.workers)
             if not frames:
                 return
             results: dict[int, FrameResult] = {}
