@@ -428,6 +428,8 @@ class OnnxRuntimeEngine:
             return self._session.run(None, {self._input: tensor})  # type: ignore[no-any-return]
         except AttributeError as exc:
             raise EngineError("engine was released") from exc
+        except Exception as exc:  # ORT's Fail/InvalidArgument: a graph that cannot run this input
+            raise EngineError(f"ONNX Runtime on {self._info.device} failed: {exc}") from exc
 
     def _cuda_io(self) -> _CudaIo:
         if self._io is None:

@@ -335,7 +335,7 @@ class AdaptiveWiring:
                 return
             decision = exc.decision
         else:
-            self.audit_error = ""
+            self._audit_ok()
         if decision.switch:
             self._pending = decision
             future = runtime.submit(decision.to_precision,
@@ -370,6 +370,14 @@ class AdaptiveWiring:
             sync = getattr(self.node, "sync_parameters", None)
             if outcome.success and sync is not None:
                 sync(outcome.precision, outcome.fusion_profile)
+
+    def _audit_ok(self) -> None:
+        """A step's writes worked: after a failure, say once that the held records are out."""
+        audit = self.controller.audit if self.controller is not None else None
+        if self.audit_error and audit is not None and not audit.pending:
+            log.warning("audit log %s can be written again: the held records are written",
+                        audit.path)
+        self.audit_error = ""
 
     def _audit_failed(self, exc: AuditWriteError) -> None:
         self.audit_error = str(exc)
