@@ -28,7 +28,7 @@ from edge_trt_ros.errors import CudaError, EngineError
 from edge_trt_ros.model_info import ModelInfo, read_model_info
 from edge_trt_ros.vision.decode import DECODERS, DecodeParams, Detections
 from edge_trt_ros.vision.image import ImageView, rgb_view
-from edge_trt_ros.vision.letterbox import Letterbox
+from edge_trt_ros.vision.letterbox import Letterbox, LetterboxGeometry
 
 log = logging.getLogger("edge_trt_ros.detector")
 
@@ -159,6 +159,14 @@ class Detector:
             t1 = time.perf_counter()
             outputs = self.engine.infer(tensor)
         t2 = time.perf_counter()
+        result = self._decoded(outputs, geometry)
+        t3 = time.perf_counter()
+        self.last_timing = FrameTiming((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
+        return result
+
+    def _decoded(self, outputs: Sequence[np.ndarray], geometry: LetterboxGeometry
+                 ) -> Detections:
+        """One frame's outputs (batch 1) decoded into its image's coordinates."""
         try:
             found = self._decode(outputs, self.params)
         except (IndexError, ValueError) as exc:  # outputs that contradict the declared shapes
@@ -170,11 +178,8 @@ class Detector:
         if found.nonfinite:
             self.nonfinite_dropped += found.nonfinite
             self.nonfinite_frames += 1
-        result = Detections(geometry.to_image(found.boxes), found.scores, found.class_ids,
-                            found.nonfinite)
-        t3 = time.perf_counter()
-        self.last_timing = FrameTiming((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
-        return result
+        return Detections(geometry.to_image(found.boxes), found.scores, found.class_ids,
+                          found.nonfinite)
 
     def detect_batch(self, images: Sequence[ImageView]) -> list[Detections]:
         """Detections of several frames (e.g. one per camera) from one inference, each in
@@ -187,21 +192,15 @@ class Detector:
             raise EngineError(f"{n} frames in one inference: this engine takes 1.."
                               f"{self.engine.max_batch} (open it with max_batch)")
         t0 = time.perf_counter()
-        while len(self._batch_letterboxes) < n:  # made once per batch size seen
+        if len(self._batch_letterboxes) < n:  # made again only for a larger batch
             self._grow_batch(n)
         geometries = [lb(view)[1] for lb, view in zip(self._batch_letterboxes, images,
                                                       strict=False)]
         t1 = time.perf_counter()
         outputs = self.engine.infer(self._batch_tensor[:n])
         t2 = time.perf_counter()
-        results = []
-        for i, geometry in enumerate(geometries):
-            found = self._decode([o[i : i + 1] for o in outputs], self.params)
-            if found.nonfinite:
-                self.nonfinite_dropped += found.nonfinite
-                self.nonfinite_frames += 1
-            results.append(Detections(geometry.to_image(found.boxes), found.scores,
-                                      found.class_ids, found.nonfinite))
+        results = [self._decoded([o[i : i + 1] for o in outputs], geometry)
+                   for i, geometry in enumerate(geometries)]
         t3 = time.perf_counter()
         self.last_timing = FrameTiming((t1 - t0) * 1e3 / n, (t2 - t1) * 1e3 / n,
                                        (t3 - t2) * 1e3 / n)

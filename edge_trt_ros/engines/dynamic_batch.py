@@ -50,12 +50,6 @@ def batch_dims(model: onnx.ModelProto) -> list[int | str]:
     return out
 
 
-def has_dynamic_batch(model_path: str | os.PathLike[str]) -> bool:
-    """True when the file's input batch is already symbolic."""
-    model = onnx.load(str(model_path), load_external_data=False)
-    return isinstance(batch_dims(model)[0], str) and bool(batch_dims(model)[0])
-
-
 def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     names = {i.name for i in model.graph.initializer}
     return [i for i in model.graph.input if i.name not in names]
@@ -128,22 +122,28 @@ def _check(original: str, copy: onnx.ModelProto) -> None:
 def dynamic_batch_file(model_path: str | os.PathLike[str],
                        cache_dir: str | os.PathLike[str] = "") -> Path:
     """A dynamic-batch copy of ``model_path`` (the file itself when it already has one),
-    made once per variant file and kept in ``cache_dir`` (a temporary directory when "")."""
-    if has_dynamic_batch(model_path):
-        return Path(model_path)
+    made once per variant file and kept in ``cache_dir`` (a temporary directory when ""). A
+    cached copy is found without parsing the model: an engine switch opens it."""
     source = sha256_file(model_path)
     name = hashlib.sha256(f"{source}:{CONVERTER}".encode()).hexdigest()[:32]
+    if cache_dir:
+        root = Path(cache_dir)
+        copy, sidecar = root / f"{name}.batch.onnx", root / f"{name}.batch.json"
+        try:
+            if json.loads(sidecar.read_text())["sha256"] == sha256_file(copy):
+                return copy
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # absent or stale: make it
+    model = onnx.load(str(model_path))
+    first = batch_dims(model)[0]
+    if isinstance(first, str) and first:  # already symbolic: the file itself batches
+        return Path(model_path)
     root = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="edge_trt_batch."))
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     copy, sidecar = root / f"{name}.batch.onnx", root / f"{name}.batch.json"
-    try:
-        if json.loads(sidecar.read_text())["sha256"] == sha256_file(copy):
-            return copy
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # absent or stale: make it
     log.info("making a dynamic-batch copy of %s (frames of several cameras in one inference)",
              model_path)
-    model = make_dynamic(onnx.load(str(model_path)))
+    model = make_dynamic(model)
     _check(str(model_path), model)
     save_model_atomic(model, copy)
     write_json_atomic(sidecar, {"source_sha256": source, "converter": CONVERTER,

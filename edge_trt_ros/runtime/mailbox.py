@@ -12,6 +12,7 @@ camera, so one camera's slow frame never holds back another camera's results.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -115,8 +116,7 @@ class Mailbox:
             else:
                 frame = self._next_waiting()
             frames = [] if frame is None else [frame]
-            waiting = len([w for w in self._slots.values() if w])
-            limit = min(limit, -(-(len(frames) + waiting) // max(1, share)))
+            limit = min(limit, math.ceil((len(frames) + len(self._slots)) / max(1, share)))
             while 0 < len(frames) < limit and (frame := self._next_waiting()) is not None:
                 frames.append(frame)
             if self._on_take is not None:

@@ -189,9 +189,10 @@ class WorkerPool:
         views = [view for _, _, view, _ in ready]
         try:
             with self._switcher.lease(index) as (engine, detector):
-                if len(views) > 1 and len(views) <= detector.engine.max_batch:
+                batch = len(views) if len(views) <= detector.engine.max_batch else 1
+                if batch == len(views):
                     found = detector.detect_batch(views)
-                else:  # one frame, or an engine swapped in meanwhile that takes fewer
+                else:  # an engine swapped in meanwhile that takes fewer: one at a time
                     found = [detector.detect(view) for view in views]
                 timing = detector.last_timing
         except Exception as exc:  # an engine fault must not take the robot's detector down
@@ -215,7 +216,7 @@ class WorkerPool:
                                 "fp32, or rebuild the variant (edge-trt variants measures "
                                 "fp16 headroom)", engine.label, detections.nonfinite)
             results[frame.seq] = FrameResult(frame, detections, engine, timing, view,
-                                             convert_ms, len(ready))
+                                             convert_ms, batch)
         return results
 
     def _publish(self, result: FrameResult) -> None:
