@@ -157,16 +157,19 @@ def build_variants(
                     dst = out / f"{stem}.{name}.onnx"
                     share = shared is not None and recipe.key in share_concat_ranges
                     ranges = shared if share and shared is not None else result
-                    int8.quantize_int8(prepared, dst, recipe, ranges, keep, metadata=meta)
+                    _, rewrites = int8.quantize_int8(prepared, dst, recipe, ranges, keep,
+                                                     metadata=meta)
                     backends = (["tensorrt", "onnxruntime"] if recipe.key == "trt"
                                 else ["onnxruntime"])
                     recipe_name = recipe.name + suffix + "".join(
                         f"+float:{p}" for p in prefixes) + (
-                        "+shared-concat-ranges" if share else "")
+                        "+shared-concat-ranges" if share else "") + (
+                        "+nhwc-layout" if rewrites else "")
                     entry(name, dst, "int8", recipe_name, result.key, backends,
                           int8_recipe=recipe.to_dict(), mixed=is_mixed,
                           float_nodes=len(keep), float_prefixes=list(prefixes),
                           **({"shared_concat_ranges": shared_count} if share else {}),
+                          **({"nhwc_layout_rewrites": rewrites} if rewrites else {}),
                           preprocess="quant_pre_process: onnx shape inference + ORT basic "
                                      "optimisation (BatchNorm folded into Conv)")
 

@@ -17,6 +17,9 @@ Two recipes share one calibration (the tensor ranges are independent of the inte
   Conv+SiLU cost accuracy (0.983 on the shipped model; the dark bin drops most). On this
   CPU the ``trt`` file runs at 0.6-0.7x fp32 speed (its convolutions see dequantized
   inputs, and ONNX Runtime's CPU kernels have no fast s8s8 path): it is for TensorRT.
+  The ``ort`` file then gets :mod:`~edge_trt_ros.variants.nhwc_layout`'s exact rewrites
+  (upsampling as uint8 copies, an anchor-major head), kept only when ONNX Runtime's
+  outputs stay bit-identical.
 
 Before quantizing, the base graph is pre-processed (``quant_pre_process``: ONNX shape
 inference plus ONNX Runtime's basic graph optimisation), which folds each BatchNorm into its
@@ -39,6 +42,7 @@ from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, 
 
 from edge_trt_ros.files import save_model_atomic
 from edge_trt_ros.model_info import PRECISION_KEY
+from edge_trt_ros.variants import nhwc_layout
 from edge_trt_ros.variants.calibration import METHODS, CalibrationResult
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,7 @@ class Int8Recipe:
     quantize_bias: bool
     op_types: tuple[str, ...] | None = None  # None: every op type the quantizer knows
     quantize_outputs: bool = True  # False: Q/DQ on op inputs only (TensorRT placement)
+    nhwc_layout: bool = False  # variants.nhwc_layout's exact rewrites (ONNX Runtime's kernels)
 
     def extra_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {
@@ -77,7 +82,7 @@ class Int8Recipe:
             "per_channel": self.per_channel, "activation_symmetric": self.activation_symmetric,
             "weight_symmetric": self.weight_symmetric, "quantize_bias": self.quantize_bias,
             "format": "QDQ", "op_types": list(self.op_types) if self.op_types else "all",
-            "quantize_outputs": self.quantize_outputs,
+            "quantize_outputs": self.quantize_outputs, "nhwc_layout": self.nhwc_layout,
         }
 
 
@@ -86,7 +91,8 @@ RECIPES: dict[str, Int8Recipe] = {
                       QuantType.QInt8, QuantType.QInt8, True, True, True, False, ("Conv",),
                       False),
     "ort": Int8Recipe("ort", "qdq-u8s8-perchannel", "onnxruntime-cpu",
-                      QuantType.QUInt8, QuantType.QInt8, True, False, True, True),
+                      QuantType.QUInt8, QuantType.QInt8, True, False, True, True,
+                      nhwc_layout=True),
 }
 
 
@@ -138,8 +144,9 @@ def quantize_int8(
     calibration: CalibrationResult,
     float_nodes: list[str],
     metadata: dict[str, str] | None = None,
-) -> Path:
-    """Write the Q/DQ variant of ``prepared`` using the cached calibration ranges."""
+) -> tuple[Path, list[str]]:
+    """Write the Q/DQ variant of ``prepared`` using the cached calibration ranges; also
+    return the NHWC layout rewrites applied (empty when the recipe has none or none match)."""
     with tempfile.TemporaryDirectory(prefix="edge_trt_q.") as tmp:
         out = Path(tmp) / "q.onnx"
         quantize_static(
@@ -153,8 +160,25 @@ def quantize_int8(
             calibration_cache_path=str(calibration.ranges_path),
         )
         model = onnx.load(str(out))
+    rewrites: list[str] = []
+    if recipe.nhwc_layout:
+        model, rewrites = _with_nhwc_layout(model)
     set_metadata(model, {**(metadata or {}), PRECISION_KEY: "int8",
                          "edge_trt_ros.recipe": recipe.name,
                          "edge_trt_ros.calibration": calibration.key})
     log.info("int8 %s -> %s (%d nodes kept float)", recipe.name, dst, len(float_nodes))
-    return save_model_atomic(model, dst)
+    return save_model_atomic(model, dst), rewrites
+
+
+def _with_nhwc_layout(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """The rewritten graph if ONNX Runtime gives it the same outputs bit for bit on two
+    inputs; otherwise the graph as quantized (a rewrite that changed a value is a bug)."""
+    rewritten, changed = nhwc_layout.rewrite_for_nhwc(model)
+    if not changed:
+        return model, []
+    mismatch = nhwc_layout.output_mismatch(model, rewritten)
+    if mismatch:
+        log.warning("NHWC layout rewrites left out: %s; the int8 file keeps the quantizer's "
+                    "graph (same accuracy, slower on ONNX Runtime)", mismatch)
+        return model, []
+    return rewritten, changed
