@@ -37,6 +37,7 @@ from edge_trt_ros.engines.tensorrt_build import (
     TrtBuildConfig,
     build_serialized,
     detect_features,
+    engine_layer_types,
     load_tensorrt,
 )
 from edge_trt_ros.errors import EngineError, TrtBuildError
@@ -501,3 +502,18 @@ def test_logger_keeps_a_bounded_tail(world: World) -> None:
         logger.log(trt.ILogger.Severity.ERROR, f"error {i}")
     assert len(logger.errors) == tensorrt_build.LOGGER_KEEPS
     assert logger.errors[-1] == f"error {3 * tensorrt_build.LOGGER_KEEPS - 1}"
+
+
+def test_engine_layers_are_read_from_either_builders_listing() -> None:
+    trt_listing = ("Engine Layer Information:\n"
+                   "Layer(CaskConvolution): /conv0 + /relu0, Tactic: 0x1, images -> a\n"
+                   "Layer(Reformat): /reformat, Tactic: 0x0, a -> b\n"
+                   "Layer(CaskConvolution): /conv1, Tactic: 0x2, b -> c")
+    rtx_listing = ("Layers:\n"
+                   "Name: k0, LayerType: correlation, Inputs: [], Outputs: [], TacticName: , x\n"
+                   "Name: k1, LayerType: kgen, Inputs: [], Outputs: [], TacticName: , x\n"
+                   "Name: k2, LayerType: kgen, Inputs: [], Outputs: [], TacticName: , x")
+    assert engine_layer_types(trt_listing) == {"CaskConvolution": 2, "Reformat": 1}
+    assert engine_layer_types(rtx_listing) == {"correlation": 1, "kgen": 2}
+    assert engine_layer_types("After reformat layers: 1 layers") is None
+    assert engine_layer_types("Layers:\nnothing that names a layer") is None

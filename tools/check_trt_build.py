@@ -4,7 +4,9 @@
 Runs the TensorRT backend's build path exactly as the node does (parse the variant file,
 strongly typed network, the fusion profile's optimisation level and marked BatchNorm /
 activation outputs, ``build_serialized_network``) for every variant x fusion profile, and
-records for each: built or refused, with TensorRT's parser and builder messages. It never
+records for each: built or refused, with TensorRT's parser and builder messages, and the
+built engine's layers by type as the builder lists them in its detailed verbose log (the
+count that shows fusion: fewer layers and reformats = more fused). It never
 deserializes or runs a plan, so it works where only the builder works: TensorRT-RTX
 (``--module tensorrt_rtx_bindings``) builds on machines whose GPU it cannot run (an H100 is
 sm_90) and even without a GPU.
@@ -100,7 +102,7 @@ def check_one(trt_module: Any, row: dict[str, Any], profile: str,
             marked_batchnorm=sum(m.kind == "batchnorm" for m in report.marked),
             marked_activation=sum(m.kind == "activation" for m in report.marked),
             boundaries_missing=report.boundaries_missing, timing_cache=report.timing_cache,
-            warnings=report.warnings[:20])
+            engine_layers=report.engine_layers, warnings=report.warnings[:20])
     result["seconds"] = round(time.monotonic() - started, 2)
     return result
 
@@ -169,9 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(out, report)
     print(f"{args.module} {features.version}: {report['summary']} -> {out}")
     for b in report["builds"]:
+        layers = b.get("engine_layers")
         detail = (f"plan {b['plan_bytes'] / 1e6:.1f} MB, marked {b['marked_batchnorm']} BN + "
-                  f"{b['marked_activation']} act" if b["status"] == "built"
-                  else b.get("error", "")[:160])
+                  f"{b['marked_activation']} act, engine layers "
+                  + (f"{sum(layers.values())} {layers}" if layers else "not listed")
+                  if b["status"] == "built" else b.get("error", "")[:160])
         print(f"  {b['variant']:<16} {b['profile']:<13} {b['status']:<8} {detail}")
     return 0 if set(statuses) == {"built"} else 1
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -253,9 +254,32 @@ class BuildReport:
     seconds: float = 0.0
     plan_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
+    # layer type -> count in the built engine, from the builder's detailed verbose listing
+    # (None where the builder logged none)
+    engine_layers: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# The built engine's layers, as the builder lists them at VERBOSE with DETAILED profiling:
+# TensorRT "Engine Layer Information:" then "Layer(TYPE): name, ..." per layer; TensorRT-RTX
+# (Myelin) "Layers:" then "Name: name, LayerType: TYPE, ..." per kernel.
+_LAYER_LISTINGS = (("Engine Layer Information:", re.compile(r"^Layer\(([^)]+)\):")),
+                   ("Layers:", re.compile(r"^Name: .*?, LayerType: ([^,]+),")))
+
+
+def engine_layer_types(message: str) -> dict[str, int] | None:
+    """Layer type -> count from one builder log message that lists the engine's layers."""
+    for header, pattern in _LAYER_LISTINGS:
+        if message.startswith(header):
+            counts: dict[str, int] = {}
+            for line in message.splitlines()[1:]:
+                match = pattern.match(line.strip())
+                if match:
+                    counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+            return counts or None
+    return None
 
 
 @dataclass(frozen=True)
@@ -279,9 +303,12 @@ def make_logger(trt_module: TensorRTModule) -> Any:
             base.__init__(self)
             self.errors: list[str] = []
             self.warnings: list[str] = []
+            self.engine_layers: dict[str, int] | None = None  # the last listing seen
 
         def log(self, severity: Any, msg: str) -> None:
             level = levels.get(getattr(severity, "name", str(severity)), logging.INFO)
+            if level < logging.INFO:
+                self.engine_layers = engine_layer_types(msg) or self.engine_layers
             kept = (self.errors if level >= logging.ERROR
                     else self.warnings if level == logging.WARNING else None)
             if kept is not None:  # the runtime's logger lives as long as the engine: bounded
@@ -578,5 +605,5 @@ def build_serialized(
         strongly_typed=features.strongly_typed, settings=config.cache_settings(),
         marked=marked, boundaries_missing=missing, dynamic_batch=dynamic,
         timing_cache=timing, seconds=round(seconds, 3), plan_bytes=len(blob),
-        warnings=list(logger.warnings))
+        warnings=list(logger.warnings), engine_layers=logger.engine_layers)
     return BuildOutcome(blob, report)
