@@ -52,6 +52,7 @@ from edge_trt_ros.ros.processes import start_detector
 from edge_trt_ros.runtime.detector_runtime import RuntimeConfig, plan_for
 from edge_trt_ros.vision.decode import DecodeParams
 from edge_trt_ros.vision.image import image_view
+from edge_trt_ros.vision.letterbox import run_opencv_on_callers
 
 ROOT = Path(__file__).resolve().parents[1]
 FEEDER = ROOT / "bench" / "feeder.py"
@@ -127,7 +128,9 @@ def bench_frame() -> np.ndarray:
 
 def bare_fps(config: RuntimeConfig, precision: str, seconds: float) -> float:
     """Frames/s of ``Detector.detect`` in the node's configuration: one detector per worker
-    thread, each on the same bgr8 frame viewed the way the node views a message."""
+    thread, each on the same bgr8 frame viewed the way the node views a message, with
+    OpenCV on the calling threads as the node's workers run it."""
+    run_opencv_on_callers()
     plan = plan_for(config, precision, "max")
     pixels = bench_frame()
     data = pixels.tobytes()

@@ -36,6 +36,7 @@ from edge_trt_ros.runtime.switcher import ActiveEngine, EngineSwitcher
 from edge_trt_ros.runtime.throttle import Throttle
 from edge_trt_ros.vision.decode import Detections
 from edge_trt_ros.vision.image import ImageView
+from edge_trt_ros.vision.letterbox import run_opencv_on_callers
 
 log = logging.getLogger("edge_trt_ros.runtime.workers")
 
@@ -114,6 +115,7 @@ class WorkerPool:
         self.mailbox.reopen()
         for stream in self.streams.values():
             stream.sequencer.reset()
+        run_opencv_on_callers()  # the workers are the parallelism
         for i in range(self._switcher.workers):
             t = threading.Thread(target=self._run, args=(i,), name=f"edge-trt-worker-{i}",
                                  daemon=True)
