@@ -535,6 +535,15 @@ def main(argv: list[str] | None = None) -> None:
         # No rclpy.try_shutdown(): it would destroy the half-constructed node.
         rclpy.logging.get_logger("detector").fatal(str(exc))
         sys.exit(2)
+    if node.autostart_failed and (stop.requested.is_set() or not rclpy.ok()):
+        # A stop signal during autostart: rclpy shut the context down under configure
+        # before our handler ran. That is the stop itself, not a failure.
+        try:
+            node.destroy_node()
+        except Exception as exc:
+            rclpy.logging.get_logger("detector").warning(f"while stopping: {exc}")
+        rclpy.try_shutdown()
+        sys.exit(0)
     if node.autostart_failed:
         node.get_logger().fatal("autostart failed (see the error above); exiting")
         node.destroy_node()
