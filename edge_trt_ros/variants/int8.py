@@ -42,7 +42,7 @@ from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, 
 
 from edge_trt_ros.files import save_model_atomic
 from edge_trt_ros.model_info import PRECISION_KEY
-from edge_trt_ros.variants import nhwc_layout
+from edge_trt_ros.variants import nhwc_layout, nodes
 from edge_trt_ros.variants.calibration import METHODS, CalibrationResult
 
 log = logging.getLogger(__name__)
@@ -120,11 +120,7 @@ def prepare_for_quantization(
                 f"(pip install sympy), or export the model with static shapes: {exc}"
             ) from exc
         model = onnx.load(str(out))
-    seen: set[str] = set()
-    for i, node in enumerate(model.graph.node):
-        if not node.name or node.name in seen:
-            node.name = f"{node.op_type}_{i}"
-        seen.add(node.name)
+    nodes.name_every_node(model)
     return save_model_atomic(model, dst)
 
 

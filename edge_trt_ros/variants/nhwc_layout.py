@@ -30,6 +30,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from edge_trt_ros.variants.nodes import name_every_node
+
 log = logging.getLogger(__name__)
 
 
@@ -153,8 +155,10 @@ def _transpose_perm(node: onnx.NodeProto | None) -> list[int] | None:
     return list(_attrs(node).get("perm", []))  # type: ignore[call-overload]
 
 
-def _head_inputs(g: _Graph, concat: onnx.NodeProto
-                 ) -> list[tuple[onnx.NodeProto, onnx.NodeProto | None, list[int]]] | None:
+_HeadInput = tuple[onnx.NodeProto, onnx.NodeProto | None, list[int]]
+
+
+def _head_inputs(g: _Graph, concat: onnx.NodeProto) -> list[_HeadInput] | None:
     """(Reshape, its DQ or None, NCHW shape) per input of ``Concat(axis 2)`` over
     ``Reshape([1, C, -1])`` of 4-D outputs, or None when the Concat is something else."""
     if _attrs(concat).get("axis") not in (2, -1):
@@ -176,12 +180,12 @@ def _head_inputs(g: _Graph, concat: onnx.NodeProto
     return found
 
 
-def _anchor_major(g: _Graph, concat: onnx.NodeProto, output: str,
+def _anchor_major(g: _Graph, concat: onnx.NodeProto, inputs: list[_HeadInput], output: str,
                   per_anchor: Callable[[int], list[int]]) -> list[onnx.NodeProto]:
     """Each input reshaped from NHWC to ``[1, HW, *per_anchor(C)]``, concatenated on axis 1."""
     nodes: list[onnx.NodeProto] = []
     parts = []
-    for k, (reshape, dq, (_, c, h, w)) in enumerate(_head_inputs(g, concat) or []):
+    for k, (reshape, dq, (_, c, h, w)) in enumerate(inputs):
         p = f"{concat.name}/scale{k}"
         source = dq.input[0] if dq is not None else reshape.input[0]
         nhwc, anchors = f"{p}/nhwc", f"{p}/anchors"
@@ -215,9 +219,9 @@ def head_in_anchor_order(model: onnx.ModelProto) -> list[str]:
     removed: set[str] = set()
     done: list[str] = []
     for concat in list(model.graph.node):
-        if concat.op_type != "Concat" or _head_inputs(g, concat) is None:
+        inputs = _head_inputs(g, concat) if concat.op_type == "Concat" else None
+        if inputs is None:
             continue
-        inputs = _head_inputs(g, concat) or []
         channels = {shape[1] for _, _, shape in inputs}
         if len(channels) != 1:
             continue
@@ -230,7 +234,7 @@ def head_in_anchor_order(model: onnx.ModelProto) -> list[str]:
                     or _transpose_perm(transpose) != [0, 3, 1, 2] or transpose is None):
                 continue
             groups = int(target[1])
-            nodes = _anchor_major(g, concat, transpose.output[0],
+            nodes = _anchor_major(g, concat, inputs, transpose.output[0],
                                   functools.partial(_grouped, groups))
             removed |= {nxt.name, transpose.name}
         elif nxt is not None and nxt.op_type == "Sigmoid":
@@ -238,7 +242,7 @@ def head_in_anchor_order(model: onnx.ModelProto) -> list[str]:
             if _transpose_perm(transpose) != [0, 2, 1] or transpose is None:
                 continue
             joined = f"{concat.name}/anchors"
-            nodes = _anchor_major(g, concat, joined, lambda ch: [ch])
+            nodes = _anchor_major(g, concat, inputs, joined, lambda ch: [ch])
             nodes.append(helper.make_node("Sigmoid", [joined], [transpose.output[0]],
                                           name=nxt.name))
             removed |= {nxt.name, transpose.name}
@@ -259,22 +263,18 @@ def rewrite_for_nhwc(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]
     """A copy of ``model`` with both rewrites applied where they match, and what changed
     (``upsample:<Resize name>``, ``head:<Concat name>``)."""
     out = onnx.shape_inference.infer_shapes(model)
-    seen: set[str] = set()
-    for i, node in enumerate(out.graph.node):  # the rewrites address nodes by name
-        if not node.name or node.name in seen:
-            node.name = f"{node.op_type}_{i}"
-        seen.add(node.name)
+    name_every_node(out)
     changed = [f"upsample:{n}" for n in upsample_as_copies(out)]
-    out = onnx.shape_inference.infer_shapes(_without_value_info(out))
+    out = onnx.shape_inference.infer_shapes(_drop_stale(out))
     changed += [f"head:{n}" for n in head_in_anchor_order(out)]
-    out = _without_value_info(out)
+    out = _drop_stale(out)
     if changed:
         onnx.checker.check_model(out)
         log.info("NHWC layout rewrites: %s", ", ".join(changed))
     return out, changed
 
 
-def _without_value_info(model: onnx.ModelProto) -> onnx.ModelProto:
+def _drop_stale(model: onnx.ModelProto) -> onnx.ModelProto:
     """Shapes inferred before a rewrite can be stale after it: drop them, keep I/O; and
     drop the constants only the removed nodes used."""
     del model.graph.value_info[:]

@@ -21,6 +21,16 @@ WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose"})
 DEFAULT_HEAD_PREFIX = "/model/detect"
 
 
+def name_every_node(model: onnx.ModelProto) -> None:
+    """Give every node a unique name in place (``<op>_<index>`` where it had none or a
+    duplicate): the quantizer's exclusions and the layout rewrites address nodes by name."""
+    seen: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{i}"
+        seen.add(node.name)
+
+
 def decode_tail(model: onnx.ModelProto) -> list[str]:
     """Names of non-convolution nodes from which no convolution is reachable."""
     nodes = list(model.graph.node)
