@@ -7,7 +7,9 @@ an error that names what was found instead of producing garbage boxes later.
 from __future__ import annotations
 
 import ast
+import mmap
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,6 +205,101 @@ def detect_output_layout(
     )
 
 
+# Protobuf field numbers (onnx.proto): ModelProto.graph, GraphProto.initializer /
+# sparse_initializer, TensorProto.name.
+_MODEL_GRAPH, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER, _TENSOR_NAME = 7, 5, 15, 8
+
+
+def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _fields(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+    """(field number, raw field start, value start, value end) of each field in buf[start:end]."""
+    pos = start
+    while pos < end:
+        first = pos
+        key, pos = _varint(buf, pos)
+        wire = key & 7
+        if wire == 0:
+            _, stop = _varint(buf, pos)
+        elif wire == 1:
+            stop = pos + 8
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            stop = pos + size
+        elif wire == 5:
+            stop = pos + 4
+        else:
+            raise ValueError(f"wire type {wire}")
+        if stop > end:
+            raise ValueError("field past the end of its message")
+        yield key >> 3, first, pos, stop
+        pos = stop
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    return _encode_varint(field << 3 | 2) + _encode_varint(len(payload)) + payload
+
+
+def _without_weights(buf: memoryview) -> bytes:
+    """The serialized model with every initializer cut down to its name: what
+    :func:`read_model_info` reads, without parsing (and holding the GIL over) the weights,
+    which for a large variant is hundreds of milliseconds that stall the node's other
+    threads during a switch."""
+    out = bytearray()
+    for field, first, start, stop in _fields(buf, 0, len(buf)):
+        if field != _MODEL_GRAPH:
+            out += buf[first:stop]
+            continue
+        graph = bytearray()
+        for gfield, gfirst, gstart, gstop in _fields(buf, start, stop):
+            if gfield == _GRAPH_INITIALIZER:
+                names = [bytes(buf[s:e]) for f, _, s, e in _fields(buf, gstart, gstop)
+                         if f == _TENSOR_NAME]
+                graph += _length_delimited(gfield, b"".join(
+                    _length_delimited(_TENSOR_NAME, n) for n in names))
+            elif gfield != _GRAPH_SPARSE_INITIALIZER:
+                graph += buf[gfirst:gstop]
+        out += _length_delimited(_MODEL_GRAPH, bytes(graph))
+    return bytes(out)
+
+
+def _load_structure(path: Path) -> onnx.ModelProto:
+    """The model's graph, I/O and metadata, its initializers reduced to their names; a file
+    the scan cannot follow is parsed whole, so onnx reports what is wrong with it."""
+    try:
+        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            view = memoryview(mm)
+            try:
+                slim = _without_weights(view)
+            finally:
+                view.release()
+    except (ValueError, IndexError, OSError):
+        return onnx.load(str(path), load_external_data=False)
+    model = onnx.ModelProto()
+    model.ParseFromString(slim)
+    return model
+
+
 def read_model_info(
     path: str | os.PathLike[str],
     class_names: list[str] | None = None,
@@ -213,7 +310,7 @@ def read_model_info(
     if not path.is_file():
         raise FileNotFoundError(f"model not found: {path}")
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = _load_structure(path)
     except Exception as exc:  # onnx raises DecodeError and friends on garbage files
         raise ModelLayoutError(f"{path} is not a readable ONNX model: {exc}") from exc
     meta = {p.key: p.value for p in model.metadata_props}

@@ -138,7 +138,12 @@ def _stream(r: Running) -> Stream:
 
 def _all_answered(r: Running, stamps: list[int]) -> None:
     missing = r.probe.wait_answered(stamps)
-    assert not missing, f"{len(missing)} of {len(stamps)} frames unanswered:\n" \
+    if missing:
+        e = r.probe.latest_efficiency()
+        counted = (f"the node counted received {e.frames_received}, replaced "
+                   f"{e.frames_replaced}, rejected {e.frames_rejected}, failed "
+                   f"{e.frames_failed}, dropped {e.frames_dropped}")
+    assert not missing, f"{len(missing)} of {len(stamps)} frames unanswered ({counted}):\n" \
                         f"{r.node.text()[-3000:]}"
 
 

@@ -1,14 +1,18 @@
 """Reading models: class names, input geometry and output layouts, with clear errors."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 from onnx_models import constant_output_model, names_metadata
 
 from edge_trt_ros.detector import Detector
 from edge_trt_ros.errors import ModelLayoutError
-from edge_trt_ros.model_info import parse_names, read_model_info
+from edge_trt_ros.model_info import _load_structure, parse_names, read_model_info
+from edge_trt_ros.resources import DEFAULT_MODEL, find_resource
 
 
 def test_parse_names_accepts_ultralytics_dict_and_list() -> None:
@@ -80,3 +84,25 @@ def test_detector_maps_a_known_box_into_camera_pixels(tmp_path: Path) -> None:
     np.testing.assert_allclose(found.boxes, [[220, 190, 420, 290]], atol=1e-3)
     assert found.class_ids.tolist() == [1] and det.class_names == ["a", "b"]
     assert det.last_timing.inference_ms > 0
+
+
+def test_model_facts_are_read_without_parsing_the_weights(tmp_path: Path) -> None:
+    """A large variant's weights are skipped, not parsed (a switch reads its facts while
+    the node's other threads need the GIL); a file the scan cannot follow is still refused."""
+    model = onnx.load(str(find_resource(DEFAULT_MODEL)))
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros(4 << 20, np.uint8), "pad"))
+    path = tmp_path / "padded.onnx"
+    onnx.save(model, str(path))
+    slim = _load_structure(path)
+    assert [t.name for t in slim.graph.initializer] == [t.name for t in model.graph.initializer]
+    assert not any(t.raw_data or t.dims for t in slim.graph.initializer)
+    assert list(slim.graph.node) == list(model.graph.node)
+    assert list(slim.graph.input) == list(model.graph.input)
+    assert list(slim.graph.output) == list(model.graph.output)
+    assert list(slim.metadata_props) == list(model.metadata_props)
+    shipped = read_model_info(find_resource(DEFAULT_MODEL))
+    assert read_model_info(path) == dataclasses.replace(shipped, path=str(path))
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ModelLayoutError, match="not a readable ONNX model"):
+        read_model_info(cut)
