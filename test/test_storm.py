@@ -45,7 +45,7 @@ STORM_S = 4.0
 SERVICE_CLIENTS = 3
 PARAMETER_CLIENTS = 2
 INFLIGHT = 3  # requests each client keeps unanswered at once
-REFUSED_EVERY = 10  # every tenth request of a client is one the node must refuse
+REFUSED_EVERY = 10  # a client's first request and every tenth after it the node must refuse
 PARAMETER_RATE_HZ = 50.0  # per parameter client: a parameter change returns once queued,
 # so unpaced they would queue switches faster than any engine opens
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -70,12 +70,11 @@ def _service_client(node: Node, ledger: Ledger, seed: int, stop: threading.Event
     assert client.wait_for_service(timeout_sec=10.0)
     rng = random.Random(seed)
     slots = threading.Semaphore(INFLIGHT)
-    for i in itertools.count(1):
-        if stop.is_set():
-            return
+    sent = itertools.count(1)  # counts requests sent, not waits for a free slot
+    while not stop.is_set():
         if not slots.acquire(timeout=0.1):
             continue
-        if i % REFUSED_EVERY == 0:  # now and then a request the node must refuse
+        if next(sent) % REFUSED_EVERY == 1:  # now and then a request the node must refuse
             request = SwitchEngine.Request(precision="fp8", fusion_profile="max")
         else:
             request = SwitchEngine.Request(precision=rng.choice(PRECISIONS),
@@ -97,9 +96,8 @@ def _parameter_client(node: Node, ledger: Ledger, seed: int, stop: threading.Eve
     rng = random.Random(seed)
     slots = threading.Semaphore(INFLIGHT)
     next_t = time.monotonic()
-    for i in itertools.count(1):
-        if stop.is_set():
-            return
+    sent = itertools.count(1)
+    while not stop.is_set():
         next_t += 1.0 / PARAMETER_RATE_HZ
         time.sleep(max(0.0, next_t - time.monotonic()))
         if not slots.acquire(timeout=0.1):
@@ -107,7 +105,7 @@ def _parameter_client(node: Node, ledger: Ledger, seed: int, stop: threading.Eve
         change = {"precision": rng.choice(PRECISIONS)}
         if rng.random() < 0.5:
             change["fusion_profile"] = rng.choice(PROFILES)
-        if i % REFUSED_EVERY == 0:
+        if next(sent) % REFUSED_EVERY == 1:
             change = {"precision": "bogus"}
         request = SetParameters.Request(parameters=[
             Parameter(k, value=v).to_parameter_msg() for k, v in change.items()])
