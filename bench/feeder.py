@@ -5,6 +5,7 @@
     python bench/feeder.py --mode rate --hz 30 --seconds 10 --out r.json
     python bench/feeder.py --mode rate --hz 30 --switch-cycle '[["int8","max"], ...]' ...
     python bench/feeder.py --mode sink --seconds 10                      # discard frames
+    python bench/feeder.py --mode publish --hz 30 --topic /t_sink ...    # into a sink
     python bench/feeder.py --mode switch --switch-cycle '[["int8","max"]]'  # only switch
 
 Publishes uniquely stamped 640x480 bgr8 frames (rendered defect scenes) on ``--topic``,
@@ -13,6 +14,9 @@ were answered and each one's end-to-end latency (answer received - image stamp, 
 clock). ``adaptive`` keeps ``--inflight`` frames unanswered at any time: the node is fed
 exactly as fast as it takes frames. ``rate`` publishes at a fixed rate. ``sink`` only
 subscribes to the frames and drops them: the DDS load of a node without its inference.
+``publish`` sends at a fixed rate to such a sink and expects no answers (the camera's load
+beside the bare pipeline); it reports the rate it kept. ``--ready-file`` is written when the
+measured publishing begins, so a caller can start its own measurement then.
 ``--switch-cycle`` calls ``~/switch_engine`` for each (precision, profile) in turn,
 ``--switch-every-s`` apart, while publishing. Before measuring, frames go out until the node
 answers one (a lazy node ignores frames until it has matched this process's subscription);
@@ -24,6 +28,7 @@ replaced in the mailbox, rejected or failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -34,7 +39,7 @@ import numpy as np
 import rclpy
 from edge_trt_ros.msg import EfficiencyStatus
 from edge_trt_ros.srv import SwitchEngine
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -155,6 +160,8 @@ def run_rate(node: Feeder, seconds: float, hz: float) -> None:
 
 def run_switches(node: Feeder, cycle: list[list[str]], every_s: float, stop: threading.Event
                  ) -> None:
+    if not cycle:
+        return
     if not node.switch.wait_for_service(timeout_sec=10.0):
         node.switches.append({"error": "no switch_engine service"})
         return
@@ -177,7 +184,7 @@ def run_switches(node: Feeder, cycle: list[list[str]], every_s: float, stop: thr
 
 def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
     """Publish for ``args.seconds`` (switching meanwhile if asked), then wait for answers."""
-    if args.mode != "switch" and not node.warm_up():
+    if args.mode not in ("switch", "publish") and not node.warm_up():
         raise SystemExit("the node answered no frame within 15 s")
     before = node.counters()
     stop = threading.Event()
@@ -185,6 +192,8 @@ def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
         node, json.loads(args.switch_cycle), args.switch_every_s, stop), daemon=True)
     switcher.start()
     t0 = time.monotonic()
+    if args.ready_file is not None:
+        args.ready_file.write_text(f"{t0:.6f}\n")
     if args.mode == "adaptive":
         run_adaptive(node, args.seconds, args.inflight)
     else:
@@ -192,6 +201,10 @@ def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
     t1 = time.monotonic()
     elapsed = t1 - t0
     stop.set()
+    if args.mode == "publish":  # nothing answers: what was sent is the result
+        return {"seconds": round(elapsed, 3), "frames_sent": len(node.sent),
+                "sent_fps": len(node.sent) / elapsed if elapsed else 0.0,
+                "publish_window_monotonic": [round(t0, 4), round(t1, 4)]}
     switcher.join(timeout=120)
     deadline = time.monotonic() + args.drain_s
     with node.answered:
@@ -223,9 +236,17 @@ def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def spin(executor: SingleThreadedExecutor) -> None:
+    """The executor until shutdown; a signal's shutdown (the way a sink is stopped) is no
+    error."""
+    with contextlib.suppress(ExternalShutdownException):
+        executor.spin()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--mode", choices=("adaptive", "rate", "sink", "switch"), required=True)
+    p.add_argument("--mode", choices=("adaptive", "rate", "publish", "sink", "switch"),
+                   required=True)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--hz", type=float, default=30.0)
     p.add_argument("--inflight", type=int, default=2)
@@ -237,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--switch-every-s", type=float, default=1.5)
     p.add_argument("--drain-s", type=float, default=3.0, help="wait for late answers")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--ready-file", type=Path, default=None,
+                   help="written (the monotonic start time) when measured publishing begins")
     args = p.parse_args(argv)
     rclpy.init()
     node = Feeder(args)
@@ -244,12 +267,14 @@ def main(argv: list[str] | None = None) -> int:
     # callbacks, which starves this loop's timing and the node under test alike.
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner = threading.Thread(target=spin, args=(executor,), daemon=True)
     spinner.start()
     result: dict[str, object] = {"mode": args.mode}
     try:
-        if args.mode == "sink":
-            time.sleep(args.seconds)
+        if args.mode == "sink":  # until --seconds pass or a signal shuts rclpy down
+            end = time.monotonic() + args.seconds
+            while rclpy.ok() and time.monotonic() < end:
+                time.sleep(0.1)
             return 0
         if args.mode == "switch":
             run_switches(node, json.loads(args.switch_cycle), 0.0, threading.Event())

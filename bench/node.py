@@ -14,7 +14,8 @@ Writes ``results/bench/node.json`` with:
   ``fed_fps``: 1.1 x what the node answered in a first probe at bare_alone_fps, i.e. a bit
   faster than it takes frames, so it always has a fresh one) and ``bare_fps`` (the bare pipeline
   again while the same publisher sends at the same rate into a subscriber process that
-  discards the frames, so both runs share the machine alike); ``ratio`` = node / bare.
+  discards the frames, so both runs share the machine alike; ``bare_publisher_fps`` is the
+  rate that publisher kept); ``ratio`` = node / bare.
   Variants and the three measurements interleave, repeated ``--repeats`` times: the
   medians and every repeat are recorded. Bar: ratio >= 0.90.
 * ``int8_over_fp32_node``: node frames/s of int8 over fp32 (bar >= 2.0).
@@ -32,6 +33,7 @@ import argparse
 import itertools
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -165,6 +167,45 @@ def bare_fps(config: RuntimeConfig, precision: str, seconds: float) -> float:
     return sum(counts) / elapsed
 
 
+def bare_beside_publisher(config: RuntimeConfig, precision: str, seconds: float, hz: float,
+                          tmp: Path) -> tuple[float, float]:
+    """``bare_fps`` while bench/feeder.py publishes at ``hz`` into a sink process on a topic
+    the node does not read: the camera's and the transport's load, without the node. Returns
+    (bare fps, the rate the publisher kept); raises when the publisher did not run through
+    the whole bare measurement."""
+    topic = TOPIC + "_sink"
+    tag = time.monotonic_ns()
+    out, ready = tmp / f"publish-{tag}.json", tmp / f"publish-{tag}.ready"
+    sink = feeder("sink", 600.0, topic=topic)  # stopped below, after the publisher
+    pub_s = seconds + 8.0  # covers the detectors' start and warm-up before the window
+    pub = feeder("publish", pub_s, out, hz=f"{hz:.2f}", topic=topic, ready_file=ready)
+    try:
+        deadline = time.monotonic() + 60.0
+        while not ready.exists():
+            if pub.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the bare run's publisher did not start: "
+                                   f"{pub.communicate(timeout=30)[1].decode()[-2000:]}")
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        bare = bare_fps(config, precision, seconds)
+        t1 = time.monotonic()
+        _, err = pub.communicate(timeout=pub_s + 60)
+        if pub.returncode != 0:
+            raise RuntimeError(f"the bare run's publisher failed ({pub.returncode}): "
+                               f"{err.decode()[-2000:]}")
+    finally:
+        for proc in (pub, sink):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+    published: dict[str, Any] = json.loads(out.read_text())
+    start, end = published["publish_window_monotonic"]
+    if not (start <= t0 and t1 <= end):
+        raise RuntimeError(f"the publisher ran {start:.2f}-{end:.2f}, not through the bare "
+                           f"run {t0:.2f}-{t1:.2f}: raise its margin")
+    return bare, float(published["sent_fps"])
+
+
 def node_config(args: argparse.Namespace) -> tuple[RuntimeConfig, dict[str, str]]:
     """The runtime configuration the node runs with (params file + overrides)."""
     import yaml
@@ -212,7 +253,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     variants = ["fp32", "int8"]
     raw: dict[str, dict[str, list[float]]] = {
         v: {"node_fps": [], "bare_fps": [], "bare_alone_fps": [], "ratio": [],
-            "fed_fps": []} for v in variants}
+            "fed_fps": [], "bare_publisher_fps": []} for v in variants}
     workers, threads = config.workers_for("cpu")
     print(f"node benchmark: {workers} worker(s) x {threads or 'all'} thread(s), window "
           f"{window:g} s x {repeats} repeats", flush=True)
@@ -227,19 +268,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             probe = feed("rate", window / 2, tmp, hz=f"{alone:.2f}", drain_s=1.0)
             rate = 1.1 * probe["frames_answered"] / probe["seconds"]
             got = feed("rate", window, tmp, hz=f"{rate:.2f}", drain_s=1.0)
-            sink = feeder("sink", window + 4.0, topic=TOPIC + "_sink")  # not the node's topic
-            pub = feeder("rate", window + 2.0, hz=f"{rate:.2f}", topic=TOPIC + "_sink")
-            time.sleep(1.0)
-            bare = bare_fps(config, v, window)
-            pub.wait(timeout=60)
-            sink.wait(timeout=60)
+            bare, published = bare_beside_publisher(config, v, window, rate, tmp)
             raw[v]["bare_alone_fps"].append(alone)
             raw[v]["fed_fps"].append(got["sent_fps"])
             raw[v]["node_fps"].append(got["frames_answered"] / got["seconds"])
             raw[v]["bare_fps"].append(bare)
+            raw[v]["bare_publisher_fps"].append(published)
             raw[v]["ratio"].append(raw[v]["node_fps"][-1] / bare)
             print(f"  repeat {r + 1} {v}: node {raw[v]['node_fps'][-1]:.1f} fps (fed "
-                  f"{got['sent_fps']:.1f}), bare {bare:.1f} with the publisher, "
+                  f"{got['sent_fps']:.1f}), bare {bare:.1f} with the publisher at "
+                  f"{published:.1f}, "
                   f"{alone:.1f} alone", flush=True)
         latency = {}
         for v in PRECISIONS if "latency" in parts else ():
