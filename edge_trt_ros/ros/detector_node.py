@@ -535,6 +535,13 @@ def main(argv: list[str] | None = None) -> None:
         # No rclpy.try_shutdown(): it would destroy the half-constructed node.
         rclpy.logging.get_logger("detector").fatal(str(exc))
         sys.exit(2)
+    except Exception:
+        if stop.requested.is_set() or not rclpy.ok():
+            # A stop signal while the node was being made: rclpy shut the context down
+            # under it (RCLError "context is not valid"). That is the stop, not a failure.
+            rclpy.try_shutdown()
+            sys.exit(0)
+        raise
     if node.autostart_failed and (stop.requested.is_set() or not rclpy.ok()):
         # A stop signal during autostart: rclpy shut the context down under configure
         # before our handler ran. That is the stop itself, not a failure.
