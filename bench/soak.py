@@ -163,7 +163,7 @@ def feeder_args(hz: float, seconds: float, cycle: list[list[str]],
                               efficiency="/detector/efficiency",
                               switch_service="/detector/switch_engine",
                               switch_cycle=json.dumps(cycle), switch_every_s=every_s,
-                              drain_s=3.0, out=None)
+                              drain_s=3.0, out=None, ready_file=None)
 
 
 def reset(feeder: Feeder) -> None:
