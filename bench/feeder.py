@@ -34,11 +34,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rclpy
 from edge_trt_ros.msg import EfficiencyStatus
 from edge_trt_ros.srv import SwitchEngine
+from rclpy.client import Client
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -80,8 +82,8 @@ class Feeder(Node):
             self.create_subscription(Detection2DArray, args.detections, self._on_det,
                                      QoSProfile(depth=100,
                                                 reliability=ReliabilityPolicy.RELIABLE))
-        self.switch = self.create_client(SwitchEngine, args.switch_service)
-        self.switches: list[dict[str, object]] = []
+        self.switch: Client = self.create_client(SwitchEngine, args.switch_service)
+        self.switches: list[dict[str, Any]] = []
         self.status: EfficiencyStatus | None = None  # the node's latest ~/efficiency
         self.create_subscription(EfficiencyStatus, args.efficiency, self._on_status, 10)
 
