@@ -203,11 +203,11 @@ def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
     t1 = time.monotonic()
     elapsed = t1 - t0
     stop.set()
+    switcher.join(timeout=120)
     if args.mode == "publish":  # nothing answers: what was sent is the result
         return {"seconds": round(elapsed, 3), "frames_sent": len(node.sent),
                 "sent_fps": len(node.sent) / elapsed if elapsed else 0.0,
                 "publish_window_monotonic": [round(t0, 4), round(t1, 4)]}
-    switcher.join(timeout=120)
     deadline = time.monotonic() + args.drain_s
     with node.answered:
         node.answered.wait_for(lambda: len(node.latency_ms) >= len(node.sent),

@@ -529,6 +529,12 @@ def main(argv: list[str] | None = None) -> None:
     autostart fails. A launch file or supervisor can tell the three apart."""
     stop = StopSignals().install()  # before rclpy.init, which chains its handler to it
     rclpy.init(args=argv if argv is not None else sys.argv)
+
+    def stopping() -> bool:
+        """A stop signal came: rclpy's handler may have shut the context down (failing what
+        was running: "context is not valid") before ours set the flag."""
+        return stop.requested.is_set() or not rclpy.ok()
+
     try:
         node = DetectorNode()
     except ParameterError as exc:
@@ -536,15 +542,11 @@ def main(argv: list[str] | None = None) -> None:
         rclpy.logging.get_logger("detector").fatal(str(exc))
         sys.exit(2)
     except Exception:
-        if stop.requested.is_set() or not rclpy.ok():
-            # A stop signal while the node was being made: rclpy shut the context down
-            # under it (RCLError "context is not valid"). That is the stop, not a failure.
+        if stopping():  # while the node was being made: the stop, not a failure
             rclpy.try_shutdown()
             sys.exit(0)
         raise
-    if node.autostart_failed and (stop.requested.is_set() or not rclpy.ok()):
-        # A stop signal during autostart: rclpy shut the context down under configure
-        # before our handler ran. That is the stop itself, not a failure.
+    if node.autostart_failed and stopping():  # during autostart: the stop, not a failure
         try:
             node.destroy_node()
         except Exception as exc:
@@ -564,9 +566,8 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
-        # A callback that was publishing when a signal shut the context down fails with
-        # "context is invalid": that is the stop itself, not an error.
-        if not stop.requested.is_set() and rclpy.ok():
+        # A callback that was publishing when a signal shut the context down: the stop.
+        if not stopping():
             raise
     finally:
         executor.shutdown()
