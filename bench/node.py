@@ -9,13 +9,15 @@ Writes ``results/bench/node.json`` with:
 
 * ``throughput``: per variant (fp32 and the guard-passing int8 the node picks)
   ``bare_alone_fps`` (``Detector.detect`` on the same 640x480 bgr8 frame, viewed as the node
-  views a message, in the same configuration: one detector per worker thread), then
-  ``node_fps`` (frames answered per second by the node while bench/feeder.py publishes at
-  ``fed_fps``: 1.1 x what the node answered in a first probe at bare_alone_fps, i.e. a bit
-  faster than it takes frames, so it always has a fresh one) and ``bare_fps`` (the bare pipeline
-  again while the same publisher sends at the same rate into a subscriber process that
-  discards the frames, so both runs share the machine alike; ``bare_publisher_fps`` is the
-  rate that publisher kept); ``ratio`` = node / bare.
+  views a message, in the same configuration: one detector per worker thread, on the cores
+  the node pins its workers to), then ``node_fps`` (frames answered per second by the node
+  while bench/feeder.py feeds it as fast as it takes frames: the feeder keeps one frame more
+  than the node has workers unanswered, so a frame waits whenever a worker frees up and none
+  is replaced; ``fed_fps`` is the rate that came to, ``replaced`` what the node's mailbox
+  replaced meanwhile) and ``bare_fps`` (the bare pipeline again while the same publisher
+  sends at the same rate into a subscriber process that discards the frames, so both runs
+  share the machine alike; ``bare_publisher_fps`` is the rate that publisher kept);
+  ``ratio`` = node / bare.
   Variants and the three measurements interleave, repeated ``--repeats`` times: the
   medians and every repeat are recorded. Bar: ratio >= 0.90.
 * ``int8_over_fp32_node``: node frames/s of int8 over fp32 (bar >= 2.0).
@@ -24,7 +26,7 @@ Writes ``results/bench/node.json`` with:
 * ``latency_30fps``: end-to-end p50/p95 per variant (image stamp to detections received).
 
 The node runs in the configuration of ``config/detector.yaml`` unless ``--workers`` /
-``--threads`` override it (the JSON records which).
+``--threads`` / ``--no-pin`` override it (the JSON records which).
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ from edge_trt_ros.detector import Detector
 from edge_trt_ros.reports.environment import environment_record
 from edge_trt_ros.resources import DEFAULT_MODEL, find_resource
 from edge_trt_ros.ros.processes import start_detector
-from edge_trt_ros.runtime.detector_runtime import RuntimeConfig, plan_for
+from edge_trt_ros.runtime.affinity import pin_this_thread
+from edge_trt_ros.runtime.detector_runtime import RuntimeConfig, placement, plan_for
 from edge_trt_ros.vision.decode import DecodeParams
 from edge_trt_ros.vision.image import image_view
 from edge_trt_ros.vision.letterbox import run_opencv_on_callers
@@ -75,7 +78,12 @@ def feeder(mode: str, seconds: float, out: Path | None = None, **options: object
 def feed(mode: str, seconds: float, tmp: Path, **options: object) -> dict[str, Any]:
     out = tmp / f"feed-{time.monotonic_ns()}.json"
     proc = feeder(mode, seconds, out, **options)
-    _, err = proc.communicate(timeout=seconds + 180)
+    try:
+        _, err = proc.communicate(timeout=seconds + 180)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # left running, it would load every later measurement
+        proc.wait()
+        raise
     if proc.returncode != 0:
         raise RuntimeError(f"feeder failed ({proc.returncode}): {err.decode()[-2000:]}")
     result: dict[str, Any] = json.loads(out.read_text())
@@ -131,12 +139,13 @@ def bench_frame() -> np.ndarray:
 def bare_fps(config: RuntimeConfig, precision: str, seconds: float) -> float:
     """Frames/s of ``Detector.detect`` in the node's configuration: one detector per worker
     thread, each on the same bgr8 frame viewed the way the node views a message, with
-    OpenCV on the calling threads as the node's workers run it."""
+    OpenCV on the calling threads and each thread on the cores the node pins its worker to."""
     run_opencv_on_callers()
     plan = plan_for(config, precision, "max")
     pixels = bench_frame()
     data = pixels.tobytes()
     workers, _ = config.workers_for("cpu")
+    cores = config.worker_cores("cpu")
     detectors = [Detector.from_spec(plan.spec, config.decode) for _ in range(workers)]
     counts = [0] * len(detectors)
     start = threading.Barrier(len(detectors) + 1)
@@ -144,6 +153,8 @@ def bare_fps(config: RuntimeConfig, precision: str, seconds: float) -> float:
 
     def loop(i: int) -> None:
         det = detectors[i]
+        if i < len(cores):
+            pin_this_thread(cores[i])
         view = image_view(data, "bgr8", 480, 640, 1920)
         for _ in range(3):
             det.detect(view)
@@ -214,11 +225,14 @@ def node_config(args: argparse.Namespace) -> tuple[RuntimeConfig, dict[str, str]
         "ros__parameters"]
     workers = params["workers"] if args.workers is None else args.workers
     threads = params["intra_op_threads"] if args.threads is None else args.threads
+    pin = params["pin_workers"] and not args.no_pin
     overrides = {"workers": str(workers), "intra_op_threads": str(threads),
-                 "input_qos.reliability": "reliable", "input_qos.depth": "10"}
+                 "pin_workers": str(pin).lower(), "input_qos.reliability": "reliable",
+                 "input_qos.depth": "10"}
     model = str(find_resource(DEFAULT_MODEL))
     config = RuntimeConfig(model_path=model, backend="onnxruntime", device="cpu",
-                           workers=workers, intra_op_threads=threads, shipped_model=model,
+                           workers=workers, intra_op_threads=threads, pin_workers=pin,
+                           shipped_model=model,
                            decode=DecodeParams(params["confidence_threshold"],
                                                params["nms_iou_threshold"],
                                                params["max_detections"]))
@@ -253,10 +267,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     variants = ["fp32", "int8"]
     raw: dict[str, dict[str, list[float]]] = {
         v: {"node_fps": [], "bare_fps": [], "bare_alone_fps": [], "ratio": [],
-            "fed_fps": [], "bare_publisher_fps": []} for v in variants}
+            "fed_fps": [], "bare_publisher_fps": [], "replaced": []} for v in variants}
     workers, threads = config.workers_for("cpu")
-    print(f"node benchmark: {workers} worker(s) x {threads or 'all'} thread(s), window "
-          f"{window:g} s x {repeats} repeats", flush=True)
+    pinned = placement(config.worker_cores("cpu"))
+    print(f"node benchmark: {workers} worker(s) x {threads or 'all'} thread(s){pinned}, "
+          f"window {window:g} s x {repeats} repeats", flush=True)
     node = NodeProcess(tmp, overrides)
     try:
         node.wait_ready()
@@ -265,12 +280,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                       variants):
             alone = bare_fps(config, v, window)
             switch(v, "max", tmp)
-            probe = feed("rate", window / 2, tmp, hz=f"{alone:.2f}", drain_s=1.0)
-            rate = 1.1 * probe["frames_answered"] / probe["seconds"]
-            got = feed("rate", window, tmp, hz=f"{rate:.2f}", drain_s=1.0)
+            got = feed("adaptive", window, tmp, inflight=workers + 1, drain_s=1.0)
+            rate = got["sent_fps"]
             bare, published = bare_beside_publisher(config, v, window, rate, tmp)
             raw[v]["bare_alone_fps"].append(alone)
             raw[v]["fed_fps"].append(got["sent_fps"])
+            raw[v]["replaced"].append(got.get("node_counters", {}).get("frames_replaced", -1))
             raw[v]["node_fps"].append(got["frames_answered"] / got["seconds"])
             raw[v]["bare_fps"].append(bare)
             raw[v]["bare_publisher_fps"].append(published)
@@ -299,12 +314,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             every = 1.0 if args.quick else 2.0
             got = feed("rate", every * (len(pairs) + 1) + 0.5, tmp, hz=30,
                        switch_cycle=json.dumps(pairs), switch_every_s=every, drain_s=5)
-            ms = [s["switch_ms"] for s in got["switches"] if s.get("success")]
+            ms = [s["switch_ms"] for s in got["switches"]
+                  if s.get("success") and s.get("switch_ms") is not None]
             per_pair = lost_per_interval(got)
             switch_result = {
                 "pairs": pairs, "switches": got["switches"],
                 "switch_ms_p50": median(ms), "switch_ms_max": max(ms) if ms else float("nan"),
                 "switches_failed": sum(1 for s in got["switches"] if not s.get("success")),
+                # answered only when sent again: DDS dropped the first response
+                "answers_lost": sum(1 for s in got["switches"] if s.get("answer_lost")),
                 "frames_sent": got["frames_sent"], "frames_answered": got["frames_answered"],
                 "frames_lost": got["frames_lost"], "rate_hz": 30,
                 "lost_by_interval": per_pair, "node_counters": got.get("node_counters"),
@@ -323,10 +341,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "schema": "edge_trt_ros.bench.node/1",
         "config": {"workers": workers, "intra_op_threads_per_worker": threads,
+                   "pin_workers": config.pin_workers, "placement": pinned.lstrip(", "),
                    "workers_param": config.workers, "intra_op_threads_param":
                    config.intra_op_threads,
                    "window_s": window, "repeats": repeats, "frame": "640x480 bgr8",
                    "input_qos": "reliable, depth 10", "backend": "onnxruntime (cpu)",
+                   "feed": f"adaptive, {workers + 1} frames unanswered",
                    "int8_variant": plan_for(config, "int8", "max").variant.name},
         "throughput": throughput,
         "parts": sorted(parts),
@@ -347,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workers", type=int, default=None, help="override the params file's")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per worker")
+    p.add_argument("--no-pin", action="store_true",
+                   help="workers (and the bare threads) unpinned: pin_workers false")
     p.add_argument("--parts", default="throughput,latency,switch",
                    help="which measurements (comma-separated), for a partial re-run")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "node.json")

@@ -106,3 +106,23 @@ def test_node_mode_end_to_end(tmp_path: Path) -> None:
     for e in result["entries"]:
         assert e["node"]["peak_fps"] > 0 and e["node"]["at_rate"]["frames_sent"] > 0
         assert e["efficiency"]["mj_per_frame"] is not None
+
+
+@pytest.mark.parametrize("sec,nanosec", [(0, 1), (1_764_000_000, 999_999_999), (-3, 5)])
+def test_the_feeder_reads_the_stamp_of_a_serialized_answer(sec: int, nanosec: int) -> None:
+    """bench/feeder.py counts answers from their serialized bytes: the stamp it reads is the
+    one rclpy serialized, detections and frame id after it notwithstanding."""
+    import importlib.util
+
+    from rclpy.serialization import serialize_message
+    from vision_msgs.msg import Detection2D, Detection2DArray
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("feeder", root / "bench" / "feeder.py")
+    assert spec and spec.loader
+    feeder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(feeder)
+    msg = Detection2DArray(detections=[Detection2D(), Detection2D()])
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
+    msg.header.frame_id = "camera_optical_frame"
+    assert feeder.header_stamp_ns(serialize_message(msg)) == sec * 1_000_000_000 + nanosec

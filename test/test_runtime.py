@@ -7,6 +7,7 @@ threads are real threads.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -20,6 +21,7 @@ from onnx_models import fails_on_bright_frames_model, names_metadata, yolov8_out
 from edge_trt_ros.detector import Detector
 from edge_trt_ros.engines.spec import EngineSpec
 from edge_trt_ros.errors import EngineError, ManifestError
+from edge_trt_ros.runtime.affinity import allowed_cores, worker_cores
 from edge_trt_ros.runtime.counters import FAILED, REJECTED, REPLACED, FrameCounters
 from edge_trt_ros.runtime.detector_runtime import DetectorRuntime, RuntimeConfig
 from edge_trt_ros.runtime.mailbox import Frame, Mailbox, Sequencer
@@ -371,6 +373,51 @@ def test_results_leave_in_arrival_order_with_two_workers(tiny: Path, variants: P
     pool.stop()
     switcher.close()
     assert done == sorted(done) and len(done) == counters.snapshot().processed > 0
+
+
+def test_worker_cores_give_each_worker_its_own_run_of_the_allowed_cores() -> None:
+    assert worker_cores(2, frozenset({0, 1})) == (frozenset({0}), frozenset({1}))
+    assert worker_cores(2, frozenset({0, 1, 2, 3})) == (frozenset({0, 1}), frozenset({2, 3}))
+    # a taskset/cgroup mask with holes; the core left over stays free to everyone
+    assert worker_cores(2, frozenset({2, 5, 7, 9, 11})) == (frozenset({2, 5}),
+                                                            frozenset({7, 9}))
+    assert worker_cores(1, frozenset({0, 1})) == ()  # nobody to collide with
+    assert worker_cores(3, frozenset({0, 1})) == ()  # they must share cores anyway
+    assert worker_cores(2, frozenset()) == ()  # the OS cannot say
+
+
+def _thread_cores(thread: threading.Thread) -> frozenset[int]:
+    assert thread.native_id is not None
+    return frozenset(os.sched_getaffinity(thread.native_id))
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity here")
+@pytest.mark.parametrize("pin", [True, False])
+def test_cpu_workers_run_on_the_cores_the_runtime_gave_them(
+    tiny: Path, variants: Path, pin: bool
+) -> None:
+    """Pinned where the process may use a core per worker, else (or with pin_workers off)
+    on the process's own cores; the main thread is never narrowed."""
+    config = RuntimeConfig(model_path=str(tiny), backend="onnxruntime", device="cpu",
+                           variants_dir=str(variants), workers=2, intra_op_threads=1,
+                           pin_workers=pin)
+    process = allowed_cores()
+    runtime = DetectorRuntime(config, lambda p: rgb_view(p), lambda r: None, time.time_ns)
+    try:
+        expected = worker_cores(2, process) if pin else ()
+        assert runtime.cores == expected
+        assert (len(expected) == 2) == (pin and len(process) >= 2)
+        runtime.start()
+        deadline = time.monotonic() + 10
+        while runtime.pool.mailbox.waiting < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # both workers past their start, waiting for a frame
+        threads = runtime.pool._threads
+        assert len(threads) == 2
+        for i, thread in enumerate(threads):
+            assert _thread_cores(thread) == (expected[i] if expected else process)
+        assert frozenset(os.sched_getaffinity(0)) == process
+    finally:
+        runtime.close()
 
 
 # --- the runtime facade ----------------------------------------------------------------------

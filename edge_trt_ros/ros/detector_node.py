@@ -139,6 +139,7 @@ class DetectorNode(LifecycleNode):
             model_path=p["model_path"] or shipped, backend=p["backend"], device=p["device"],
             precision=p["precision"], fusion_profile=p["fusion_profile"],
             intra_op_threads=p["intra_op_threads"], workers=p["workers"],
+            pin_workers=p["pin_workers"],
             engine_cache_dir=p["engine_cache_dir"], variants_dir=p["variants_dir"],
             shipped_model=shipped, class_names=tuple(n for n in p["class_names"] if n),
             output_layout=p["output_layout"],

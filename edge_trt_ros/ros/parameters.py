@@ -74,6 +74,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("workers", 0, "inference threads, each with its own engine; 0 = auto: one "
               "single-threaded engine per core on a CPU (at most 4), one on a GPU",
               bounds=(0, 16)),
+    ParamSpec("pin_workers", True, "on a CPU, pin each worker to cores of its own (of those "
+              "the process may use; not with one worker or more workers than cores); false = "
+              "the kernel places them"),
     ParamSpec("intra_op_threads", 0, "CPU threads per engine (0 = all cores for one worker, "
               "cores / workers for several)", bounds=(0, 256)),
     ParamSpec("engine_cache_dir", "", "TensorRT plans and made variants; empty = "

@@ -25,6 +25,7 @@ from edge_trt_ros.detector import Detector
 from edge_trt_ros.engines.registry import Capabilities, capabilities, resolve_backend
 from edge_trt_ros.engines.spec import EngineSpec
 from edge_trt_ros.errors import EdgeTrtError, NotBatchable
+from edge_trt_ros.runtime.affinity import allowed_cores, worker_cores
 from edge_trt_ros.runtime.counters import FrameCounters
 from edge_trt_ros.runtime.mailbox import Frame
 from edge_trt_ros.runtime.selection import Fp16Missing, Plan, SwitchRefused, plan_engine
@@ -57,6 +58,7 @@ class RuntimeConfig:
     fusion_profile: str = "max"
     intra_op_threads: int = 0  # 0 = all cores for one worker, cores/workers for several
     workers: int = 0  # 0 = auto: one worker per core on a CPU (at most 4), one on a GPU
+    pin_workers: bool = True  # CPU workers on cores of their own (runtime/affinity.py)
     engine_cache_dir: str = ""  # "" = default_cache_dir()
     variants_dir: str = ""  # "" = beside the shipped model, or per model in the cache
     shipped_model: str = ""  # the package's own model (its variants ship beside it)
@@ -77,6 +79,12 @@ class RuntimeConfig:
         return default_variants_dir(self.model_path, self.cache_dir(),
                                     self.shipped_model or None)
 
+    def worker_cores(self, device_kind: str) -> tuple[frozenset[int], ...]:
+        """Each CPU worker's cores when ``pin_workers`` (empty: not pinned)."""
+        if not self.pin_workers or device_kind != "cpu":
+            return ()
+        return worker_cores(self.workers_for(device_kind)[0], allowed_cores())
+
     def workers_for(self, device_kind: str) -> tuple[int, int]:
         """(workers, intra-op threads per engine) on a ``cpu`` or ``cuda`` device.
 
@@ -92,6 +100,13 @@ class RuntimeConfig:
         if self.intra_op_threads or workers == 1:
             return workers, self.intra_op_threads
         return workers, max(1, cores // workers)
+
+
+def placement(cores: tuple[frozenset[int], ...]) -> str:
+    """How the workers are placed, for the log: ", pinned to cores 0 | 1" or nothing."""
+    if not cores:
+        return ""
+    return ", pinned to cores " + " | ".join(",".join(map(str, sorted(c))) for c in cores)
 
 
 @dataclass(frozen=True)
@@ -142,7 +157,9 @@ class DetectorRuntime:
         self.counters = FrameCounters(config.stats_window_s)
         self.window = FrameWindow(config.stats_window_s)
         self.switcher = EngineSwitcher(self._open_detector, self.workers, config.decode)
-        self.pool = WorkerPool(self.switcher, convert, emit, self.counters, self.window, now_ns)
+        self.cores = config.worker_cores(self.base.device_kind)
+        self.pool = WorkerPool(self.switcher, convert, emit, self.counters, self.window, now_ns,
+                               cores=self.cores)
         self._history_lock = threading.Lock()
         self._control = ThreadPoolExecutor(1, thread_name_prefix="edge-trt-switch")
         self.last_switch: SwitchOutcome | None = None
@@ -151,10 +168,10 @@ class DetectorRuntime:
         ms = self.switcher.start(plan.spec, plan.variant)
         for note in plan.notes:
             log.warning("%s", note)
-        log.info("engine %s (%s, %s on %s, %d worker(s) x %s thread(s)) ready in %.0f ms; "
+        log.info("engine %s (%s, %s on %s, %d worker(s) x %s thread(s)%s) ready in %.0f ms; "
                  "backend %s", self.active.label, plan.spec.precision, plan.spec.backend,
-                 plan.spec.device, self.workers, plan.spec.intra_op_threads or "all", ms,
-                 self.backend_reason)
+                 plan.spec.device, self.workers, plan.spec.intra_op_threads or "all",
+                 placement(self.cores), ms, self.backend_reason)
 
     def _open_detector(self, spec: EngineSpec, decode: DecodeParams) -> Detector:
         """The detector of ``spec``; one that cannot batch frames of several cameras is

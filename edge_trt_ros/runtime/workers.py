@@ -5,7 +5,8 @@ The callback only leaves the frame in the :class:`~edge_trt_ros.runtime.mailbox.
 or a service answers. Each worker leases the active engine per frame (its own detector when
 there are several workers, on one shared engine where each runs single-threaded and the
 engine allows it: one frame per core in parallel serves queued frames faster than one frame
-spread over the cores), and results leave in arrival order, per camera.
+spread over the cores; on a CPU each worker is pinned to cores of its own, see
+:mod:`~edge_trt_ros.runtime.affinity`), and results leave in arrival order, per camera.
 Several cameras share the pool: the mailbox keeps the newest frame of each and serves them
 round-robin (several at once when the engine takes a batch: the frames waiting for other
 cameras join the one a worker takes, one inference for all), each camera has its own
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 
 from edge_trt_ros.detector import FrameTiming
 from edge_trt_ros.errors import EngineError, ImageFormatError
+from edge_trt_ros.runtime.affinity import pin_this_thread
 from edge_trt_ros.runtime.counters import FAILED, REJECTED, REPLACED, FrameCounters
 from edge_trt_ros.runtime.mailbox import Frame, Mailbox
 from edge_trt_ros.runtime.stats import FrameWindow
@@ -59,8 +61,12 @@ class WorkerPool:
 
     def __init__(self, switcher: EngineSwitcher, convert: Callable[[object], ImageView],
                  emit: Callable[[FrameResult], None], counters: FrameCounters,
-                 window: FrameWindow, now_ns: Callable[[], int]) -> None:
+                 window: FrameWindow, now_ns: Callable[[], int],
+                 cores: tuple[frozenset[int], ...] = ()) -> None:
+        """``cores``: worker i runs on ``cores[i]`` only (empty: wherever the kernel puts
+        it); see :mod:`edge_trt_ros.runtime.affinity`."""
         self._switcher = switcher
+        self._cores = cores
         self._convert = convert
         self._emit = emit
         self.counters = counters
@@ -145,6 +151,8 @@ class WorkerPool:
             return 1
 
     def _run(self, index: int) -> None:
+        if index < len(self._cores):
+            pin_this_thread(self._cores[index])
         while True:
             frames = self.mailbox.take_batch(self._batch_limit(),
                                              share=self._switcher.workers)
