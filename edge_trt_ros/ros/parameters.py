@@ -76,7 +76,7 @@ PARAMS: tuple[ParamSpec, ...] = (
               bounds=(0, 16)),
     ParamSpec("pin_workers", True, "on a CPU, pin each worker to cores of its own (of those "
               "the process may use; not with one worker or more workers than cores); false = "
-              "the kernel places them"),
+              "the kernel places them (e.g. several detectors sharing the same cores)"),
     ParamSpec("intra_op_threads", 0, "CPU threads per engine (0 = all cores for one worker, "
               "cores / workers for several)", bounds=(0, 256)),
     ParamSpec("engine_cache_dir", "", "TensorRT plans and made variants; empty = "
