@@ -53,8 +53,8 @@ from edge_trt_ros.detector import Detector
 from edge_trt_ros.reports.environment import environment_record
 from edge_trt_ros.resources import DEFAULT_MODEL, find_resource
 from edge_trt_ros.ros.processes import start_detector
-from edge_trt_ros.runtime.affinity import pin_this_thread
-from edge_trt_ros.runtime.detector_runtime import RuntimeConfig, placement, plan_for
+from edge_trt_ros.runtime.affinity import pin_this_thread, placement
+from edge_trt_ros.runtime.detector_runtime import RuntimeConfig, plan_for
 from edge_trt_ros.vision.decode import DecodeParams
 from edge_trt_ros.vision.image import image_view
 from edge_trt_ros.vision.letterbox import run_opencv_on_callers
@@ -270,7 +270,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "fed_fps": [], "bare_publisher_fps": [], "replaced": []} for v in variants}
     workers, threads = config.workers_for("cpu")
     pinned = placement(config.worker_cores("cpu"))
-    print(f"node benchmark: {workers} worker(s) x {threads or 'all'} thread(s){pinned}, "
+    print(f"node benchmark: {workers} worker(s) x {threads or 'all'} thread(s), {pinned}, "
           f"window {window:g} s x {repeats} repeats", flush=True)
     node = NodeProcess(tmp, overrides)
     try:
@@ -341,7 +341,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "schema": "edge_trt_ros.bench.node/1",
         "config": {"workers": workers, "intra_op_threads_per_worker": threads,
-                   "pin_workers": config.pin_workers, "placement": pinned.lstrip(", "),
+                   "pin_workers": config.pin_workers, "placement": pinned,
                    "workers_param": config.workers, "intra_op_threads_param":
                    config.intra_op_threads,
                    "window_s": window, "repeats": repeats, "frame": "640x480 bgr8",

@@ -38,13 +38,19 @@ def worker_cores(workers: int, allowed: frozenset[int]) -> tuple[frozenset[int],
     return tuple(frozenset(cores[i * share:(i + 1) * share]) for i in range(workers))
 
 
-def pin_this_thread(cores: frozenset[int]) -> bool:
+def pin_this_thread(cores: frozenset[int]) -> None:
     """Run the calling thread on ``cores`` only (threads it starts later inherit that);
-    False, changing nothing, where the OS refuses."""
+    where the OS refuses, say so and change nothing."""
     try:
         os.sched_setaffinity(0, cores)  # 0 = the calling thread on Linux
     except (AttributeError, OSError) as exc:
         log.warning("could not pin a worker to cores %s (%s): it runs wherever the kernel "
                     "puts it; set pin_workers false to stop trying", sorted(cores), exc)
-        return False
-    return True
+
+
+def placement(cores: tuple[frozenset[int], ...]) -> str:
+    """How the workers are placed, for logs and reports: "pinned to cores 0 | 1" (one run of
+    cores per worker) or "not pinned"."""
+    if not cores:
+        return "not pinned"
+    return "pinned to cores " + " | ".join(",".join(map(str, sorted(c))) for c in cores)

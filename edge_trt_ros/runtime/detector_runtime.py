@@ -25,7 +25,7 @@ from edge_trt_ros.detector import Detector
 from edge_trt_ros.engines.registry import Capabilities, capabilities, resolve_backend
 from edge_trt_ros.engines.spec import EngineSpec
 from edge_trt_ros.errors import EdgeTrtError, NotBatchable
-from edge_trt_ros.runtime.affinity import allowed_cores, worker_cores
+from edge_trt_ros.runtime.affinity import allowed_cores, placement, worker_cores
 from edge_trt_ros.runtime.counters import FrameCounters
 from edge_trt_ros.runtime.mailbox import Frame
 from edge_trt_ros.runtime.selection import Fp16Missing, Plan, SwitchRefused, plan_engine
@@ -102,13 +102,6 @@ class RuntimeConfig:
         return workers, max(1, cores // workers)
 
 
-def placement(cores: tuple[frozenset[int], ...]) -> str:
-    """How the workers are placed, for the log: ", pinned to cores 0 | 1" or nothing."""
-    if not cores:
-        return ""
-    return ", pinned to cores " + " | ".join(",".join(map(str, sorted(c))) for c in cores)
-
-
 @dataclass(frozen=True)
 class SwitchOutcome:
     success: bool
@@ -168,7 +161,7 @@ class DetectorRuntime:
         ms = self.switcher.start(plan.spec, plan.variant)
         for note in plan.notes:
             log.warning("%s", note)
-        log.info("engine %s (%s, %s on %s, %d worker(s) x %s thread(s)%s) ready in %.0f ms; "
+        log.info("engine %s (%s, %s on %s, %d worker(s) x %s thread(s), %s) ready in %.0f ms; "
                  "backend %s", self.active.label, plan.spec.precision, plan.spec.backend,
                  plan.spec.device, self.workers, plan.spec.intra_op_threads or "all",
                  placement(self.cores), ms, self.backend_reason)
