@@ -46,6 +46,7 @@ from vision_msgs.msg import Detection2DArray
 from edge_trt_ros.errors import ImageFormatError
 from edge_trt_ros.msg import EfficiencyStatus
 from edge_trt_ros.ros.conversion import detections_msg, printable, view_of
+from edge_trt_ros.ros.intake import FrameIntake
 from edge_trt_ros.runtime.detector_runtime import DetectorRuntime
 from edge_trt_ros.runtime.health import Health, camera_health
 from edge_trt_ros.runtime.painter import Painter
@@ -154,6 +155,7 @@ class CameraWiring:
         """``on_resume``: called when an idle camera's frames flow again (a subscription
         made again or a filter cleared: publication sequence numbers jumped meanwhile)."""
         self._node = node
+        self._intake = FrameIntake(node)  # the subscriptions, on a thread of their own
         self._on_resume = on_resume
         self.plans: list[CameraPlan] = []
         self._cameras: dict[str, _Camera] = {}
@@ -271,6 +273,7 @@ class CameraWiring:
             for pub in (camera.det_pub, camera.debug_pub):
                 self._node.destroy_lifecycle_publisher(pub)
         self._cameras.clear()
+        self._intake.close()
         self._runtime = None
         self._painter = None
 
@@ -278,12 +281,12 @@ class CameraWiring:
     def _subscribe(self, camera: _Camera) -> None:
         assert self._qos is not None and self._handler is not None
         kind = CompressedImage if camera.plan.transport == COMPRESSED else Image
-        camera.subscription = self._node.create_subscription(
-            kind, camera.plan.input_topic, self._callback(camera), self._qos)
+        camera.subscription = self._intake.create_subscription(
+            kind, camera.plan.resolved[0], self._callback(camera), self._qos)
 
     def _unsubscribe(self, camera: _Camera) -> None:
         if camera.subscription is not None:
-            self._node.destroy_subscription(camera.subscription)
+            self._intake.destroy_subscription(camera.subscription)
             camera.subscription = None
         camera.filtered = False
 
@@ -297,9 +300,9 @@ class CameraWiring:
             return
         try:
             if idle:
-                sub.set_content_filter(*NO_FRAME_FILTER)
+                self._intake.set_content_filter(sub, *NO_FRAME_FILTER)
             else:
-                sub.set_content_filter("", [])
+                self._intake.set_content_filter(sub, "", [])
         except Exception as exc:  # the RMW has no content filters: deliver and count
             self._filter_failed = f"{type(exc).__name__}: {exc}"
             if not idle:  # the filter is stuck on: a fresh subscription has none

@@ -5,12 +5,14 @@ configure builds the ROS-free :class:`~edge_trt_ros.runtime.detector_runtime.Det
 workers, cleanup releases the engine. ``autostart`` (default true) runs configure and
 activate at start so a plain ``ros2 run``/launch works without a lifecycle manager.
 
-Threads: one single-threaded executor runs every callback, and no callback waits: the image
-callback hands the frame to the worker threads; an engine switch runs on the runtime's
-switch thread, the ``~/switch_engine`` service awaiting it as a coroutine and a parameter
-change returning once the request is validated. So frames keep arriving while an engine is
-prepared. (rclpy's multi-threaded executor was measured here spending most of the node's
-interpreter time re-queueing pending callbacks.)
+Threads: the camera subscriptions are received on a thread of their own
+(:mod:`~edge_trt_ros.ros.intake`: a helper node ``<name>_intake``), whose callback hands
+each frame to the worker threads; one single-threaded executor runs every other callback
+(services, parameters, timers, events), and none of them waits: an engine switch runs on
+the runtime's switch thread, the ``~/switch_engine`` service awaiting it as a coroutine and
+a parameter change returning once the request is validated. So frames keep arriving while
+an engine is prepared. (rclpy's multi-threaded executor was measured here spending most of
+the node's interpreter time re-queueing pending callbacks.)
 """
 
 from __future__ import annotations

@@ -132,11 +132,13 @@ class SequenceGaps:
     not a loss. Without a publisher id (``publisher`` None) two publishers' numbers would
     interleave into false gaps, so the caller says whether the topic has one publisher.
     Numbers are kept per ``stream`` (the camera), so two cameras' anonymous publishers never
-    mix. Not thread-safe: the subscription callbacks (one executor thread) are its callers.
+    mix. The subscription callbacks (one thread) observe; :meth:`forget` may come from
+    another (a camera resubscribed from the node's executor), hence the lock.
     """
 
     def __init__(self) -> None:
         self._last: dict[tuple[str, object], int] = {}
+        self._lock = threading.Lock()
 
     def observe(self, publisher: object, sequence: int | None,
                 single_publisher: bool = True, stream: str = "") -> int | None:
@@ -145,15 +147,17 @@ class SequenceGaps:
         if sequence is None or sequence <= 0:  # 0: rmw's "unsupported"
             return None
         key = (stream, publisher)
-        if publisher is None and not single_publisher:
-            self._last.pop(key, None)
-            return None
-        last = self._last.get(key)
-        self._last[key] = sequence
+        with self._lock:
+            if publisher is None and not single_publisher:
+                self._last.pop(key, None)
+                return None
+            last = self._last.get(key)
+            self._last[key] = sequence
         if last is None or sequence <= last:
             return 0
         return sequence - last - 1
 
     def forget(self) -> None:
         """A new subscription (reactivation): earlier numbers say nothing about it."""
-        self._last.clear()
+        with self._lock:
+            self._last.clear()

@@ -1,0 +1,118 @@
+"""The camera intake (ros/intake.py) over real loopback DDS: frames arrive on the intake's own
+thread, through a helper node that the process's ``__node:=`` remap leaves alone, and no
+callback runs once a subscription is destroyed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from edge_trt_ros.ros.intake import FrameIntake  # noqa: E402
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@pytest.fixture()
+def context() -> Iterator[Context]:
+    """A context whose global arguments rename every node, as the launch file's do."""
+    ctx = Context()
+    rclpy.init(args=["test", "--ros-args", "-r", "__node:=renamed"], context=ctx)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_frames_arrive_on_the_intake_thread_until_unsubscribed(context: Context) -> None:
+    owner = rclpy.create_node("owner", context=context)
+    sender = rclpy.create_node("sender", context=context, use_global_arguments=False)
+    owner_executor = SingleThreadedExecutor(context=context)  # spins the owner only
+    owner_executor.add_node(owner)
+    spinner = threading.Thread(target=owner_executor.spin, daemon=True)
+    spinner.start()
+    intake = FrameIntake(owner)
+    got: list[tuple[int, str, object]] = []
+    lock = threading.Lock()
+
+    def on_frame(msg: Header, info: object) -> None:  # two parameters: rclpy passes the info
+        with lock:
+            got.append((msg.stamp.sec, threading.current_thread().name, info))
+
+    try:
+        assert owner.get_name() == "renamed"  # the remap applies to the owner...
+        topic = "/intake_test/image"
+        sub = intake.create_subscription(Header, topic, on_frame, RELIABLE)
+        def names() -> list[str]:
+            return [name for name, _ in owner.get_node_names_and_namespaces()]
+
+        assert _wait(lambda: "renamed_intake" in names()), names()
+        assert names().count("renamed") == 1  # ...not to the helper, named after it
+        pub = sender.create_publisher(Header, topic, RELIABLE)
+        assert _wait(lambda: pub.get_subscription_count() == 1)
+        for sec in range(1, 6):
+            pub.publish(Header(stamp=rclpy.time.Time(seconds=sec).to_msg()))
+        assert _wait(lambda: len(got) == 5), got
+        assert [sec for sec, _, _ in got] == [1, 2, 3, 4, 5]
+        assert {thread for _, thread, _ in got} == {"edge-trt-intake"}
+        assert all(info is not None for _, _, info in got)
+
+        intake.destroy_subscription(sub)
+        count = len(got)
+        assert _wait(lambda: pub.get_subscription_count() == 0)
+        pub.publish(Header(stamp=rclpy.time.Time(seconds=9).to_msg()))
+        time.sleep(0.5)
+        assert len(got) == count  # nothing after destroy_subscription returned
+    finally:
+        intake.close()
+        intake.close()  # idempotent: deactivate and destroy both close
+        owner_executor.shutdown()
+        spinner.join(timeout=5)
+        sender.destroy_node()
+        owner.destroy_node()
+
+
+def test_a_callback_running_while_unsubscribing_finishes_first(context: Context) -> None:
+    """destroy_subscription waits for a callback already inside: after it returns, the
+    runtime behind the callback may be stopped."""
+    owner = rclpy.create_node("owner2", context=context, use_global_arguments=False)
+    sender = rclpy.create_node("sender2", context=context, use_global_arguments=False)
+    intake = FrameIntake(owner)
+    inside, release = threading.Event(), threading.Event()
+    finished: list[float] = []
+
+    def slow(msg: Header) -> None:
+        inside.set()
+        release.wait(5.0)
+        finished.append(time.monotonic())
+
+    try:
+        sub = intake.create_subscription(Header, "/intake_test/slow", slow, RELIABLE)
+        pub = sender.create_publisher(Header, "/intake_test/slow", RELIABLE)
+        assert _wait(lambda: pub.get_subscription_count() == 1)
+        pub.publish(Header())
+        assert inside.wait(10.0)
+        threading.Timer(0.3, release.set).start()
+        intake.destroy_subscription(sub)
+        returned = time.monotonic()
+        assert finished and finished[0] <= returned
+    finally:
+        release.set()
+        intake.close()
+        sender.destroy_node()
+        owner.destroy_node()
