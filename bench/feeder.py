@@ -18,11 +18,12 @@ subscribes to the frames and drops them: the DDS load of a node without its infe
 beside the bare pipeline); it reports the rate it kept. ``--ready-file`` is written when the
 measured publishing begins, so a caller can start its own measurement then.
 ``--switch-cycle`` calls ``~/switch_engine`` for each (precision, profile) in turn,
-``--switch-every-s`` apart, while publishing. Before measuring, frames go out until the node
-answers one (a lazy node ignores frames until it has matched this process's subscription);
-those are not counted. ``node_counters`` is what the node's own ``~/efficiency`` counted
-over the run (received, replaced, ...), so a lost frame can be placed: never delivered,
-replaced in the mailbox, rejected or failed.
+``--switch-every-s`` after the previous switch was answered, while publishing; the stream
+goes on past ``--seconds`` until the last pair has run ``--switch-every-s`` too. Before
+measuring, frames go out until the node answers one (a lazy node ignores frames until it
+has matched this process's subscription); those are not counted. ``node_counters`` is what
+the node's own ``~/efficiency`` counted over the run (received, replaced, ...), so a lost
+frame can be placed: never delivered, replaced in the mailbox, rejected or failed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,23 +164,30 @@ def run_adaptive(node: Feeder, seconds: float, inflight: int) -> None:
         i += 1
 
 
-def run_rate(node: Feeder, seconds: float, hz: float) -> None:
+def run_rate(node: Feeder, seconds: float, hz: float,
+             longer: Callable[[], bool] = lambda: False) -> None:
+    """``hz`` for ``seconds``, and on while ``longer()`` (a switch cycle not done yet; at
+    most LONGER_MAX_S more)."""
     period = 1.0 / hz
     start = time.monotonic()
     i = 0
-    while (t := start + i * period) < start + seconds:
+    while (t := start + i * period) < start + seconds or (
+            t < start + seconds + LONGER_MAX_S and longer()):
         time.sleep(max(0.0, t - time.monotonic()))
         node.publish_one(i)
         i += 1
 
 
 RESEND_AFTER_S = 15.0  # a response DDS dropped (its reader not matched yet) never comes
+LONGER_MAX_S = 120.0  # how long a stream may outlast --seconds for its switch cycle
 
 
 def run_switches(node: Feeder, cycle: list[list[str]], every_s: float, stop: threading.Event
                  ) -> None:
-    """Each request is sent again every RESEND_AFTER_S while unanswered: the node applies
-    them in order, so a resend of a switch already made answers "already running"."""
+    """Each request ``every_s`` after the previous one was answered, and the last pair
+    served ``every_s`` too. Each request is sent again every RESEND_AFTER_S while unanswered:
+    the node applies them in order, so a resend of a switch already made answers "already
+    running"."""
     if not cycle:
         return
     if not node.switch.wait_for_service(timeout_sec=10.0):
@@ -204,6 +213,7 @@ def run_switches(node: Feeder, cycle: list[list[str]], every_s: float, stop: thr
             "switch_ms": first.switch_time_ms if first else None,  # unknown from a resend
             "resent": len(futures) - 1, "answer_lost": first is None and answer is not None,
             "call_ms": round((time.monotonic() - t0) * 1e3, 1)}
+    stop.wait(every_s)
 
 
 def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
@@ -220,8 +230,8 @@ def stream(node: Feeder, args: argparse.Namespace) -> dict[str, object]:
         args.ready_file.write_text(f"{t0:.6f}\n")
     if args.mode == "adaptive":
         run_adaptive(node, args.seconds, args.inflight)
-    else:
-        run_rate(node, args.seconds, args.hz)
+    else:  # a switch cycle runs to its end, however long its switches take
+        run_rate(node, args.seconds, args.hz, longer=switcher.is_alive)
     t1 = time.monotonic()
     elapsed = t1 - t0
     stop.set()
