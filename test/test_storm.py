@@ -259,8 +259,13 @@ def test_a_parameter_change_queued_behind_a_service_switch_shows_in_the_paramete
         while not pending.done() and time.monotonic() < deadline:
             time.sleep(0.01)
         assert pending.result().success
-        time.sleep(1.0)  # the queued parameter switch runs after the service's
+        # the queued parameter switch runs after the service's; on a loaded host opening
+        # it can take seconds, so wait for it rather than for a fixed time
+        deadline = time.monotonic() + 30.0
         engine = probe.call(info, GetEngineInfo.Request())
+        while engine.precision != parameter_target and time.monotonic() < deadline:
+            time.sleep(0.1)
+            engine = probe.call(info, GetEngineInfo.Request())
         got = probe.call(params, GetParameters.Request(names=["precision", "fusion_profile"]))
         assert engine.precision == parameter_target
         assert [v.string_value for v in got.values] == [engine.precision,
