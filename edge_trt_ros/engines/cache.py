@@ -209,11 +209,16 @@ def _frame(payload: bytes) -> bytes:
         + b"\n" + payload
 
 
+_HEX = frozenset(b"0123456789abcdef")
+
+
 def _unframe(blob: bytes) -> bytes:
-    if len(blob) < _HEADER or not blob.startswith(MAGIC):
+    fields = blob[len(MAGIC) : _HEADER - 1]
+    if (len(blob) < _HEADER or not blob.startswith(MAGIC) or blob[_HEADER - 1 : _HEADER] != b"\n"
+            or not _HEX.issuperset(fields)):  # int() alone would take spaces and underscores
         raise CacheCorrupt(f"not a cache entry ({len(blob)} bytes, bad header)")
-    length = int(blob[len(MAGIC) : len(MAGIC) + 16], 16)
-    digest = blob[len(MAGIC) + 16 : _HEADER - 1].decode()
+    length = int(fields[:16], 16)
+    digest = fields[16:].decode()
     payload = blob[_HEADER:]
     if len(payload) != length:
         raise CacheCorrupt(f"truncated: {len(payload)} of {length} payload bytes")
