@@ -1,6 +1,7 @@
 """The camera intake (ros/intake.py) over real loopback DDS: frames arrive on the intake's own
-thread, through a helper node that the process's ``__node:=`` remap leaves alone, and no
-callback runs once a subscription is destroyed."""
+thread, through a helper node that the process's ``__node:=`` remap leaves alone; no
+callback runs once a subscription is destroyed; content filters change on the intake thread
+while frames flow; a closed intake starts again on the next subscription."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def test_frames_arrive_on_the_intake_thread_until_unsubscribed(context: Context)
         assert _wait(lambda: pub.get_subscription_count() == 0)
         pub.publish(Header(stamp=rclpy.time.Time(seconds=9).to_msg()))
         time.sleep(0.5)
-        assert len(got) == count  # nothing after destroy_subscription returned
+        assert len(got) == count  # the reader is gone from DDS too: the frame reaches nothing
     finally:
         intake.close()
         intake.close()  # idempotent: deactivate and destroy both close
@@ -113,6 +114,89 @@ def test_a_callback_running_while_unsubscribing_finishes_first(context: Context)
         assert finished and finished[0] <= returned
     finally:
         release.set()
+        intake.close()
+        sender.destroy_node()
+        owner.destroy_node()
+
+
+def test_calls_run_on_the_intake_thread_and_filters_change_while_frames_flow(
+        context: Context) -> None:
+    owner = rclpy.create_node("owner3", context=context, use_global_arguments=False)
+    sender = rclpy.create_node("sender3", context=context, use_global_arguments=False)
+    intake = FrameIntake(owner)
+    got: list[int] = []
+
+    def on_frame(msg: Header) -> None:
+        got.append(msg.stamp.nanosec)
+
+    def boom() -> None:
+        raise ValueError("raised on the intake thread")
+
+    try:
+        assert intake.call(threading.current_thread) is threading.current_thread()  # no thread
+        sub = intake.create_subscription(Header, "/intake_test/filtered", on_frame, RELIABLE)
+        assert intake.call(lambda: threading.current_thread().name) == "edge-trt-intake"
+        with pytest.raises(ValueError, match="on the intake thread"):
+            intake.call(boom)
+        pub = sender.create_publisher(Header, "/intake_test/filtered", RELIABLE)
+        assert _wait(lambda: pub.get_subscription_count() == 1)
+        stop = threading.Event()
+
+        def stream() -> None:  # 200 Hz, nanosec counting up
+            n = 0
+            while not stop.is_set():
+                n += 1
+                pub.publish(Header(stamp=rclpy.time.Time(nanoseconds=n).to_msg()))
+                time.sleep(0.005)
+
+        feeder = threading.Thread(target=stream, daemon=True)
+        feeder.start()
+        try:
+            assert _wait(lambda: len(got) > 10)
+            for _ in range(3):  # on and off again while frames arrive
+                intake.set_content_filter(sub, "stamp.nanosec >= %0", ["1000000000"])
+                if not sub.is_cft_enabled:
+                    pytest.skip("this RMW ignores content filters")
+                time.sleep(0.3)  # frames in flight when the filter went on
+                count = len(got)
+                time.sleep(0.5)
+                assert len(got) == count  # the filter matches no frame
+                intake.set_content_filter(sub, "", [])
+                assert _wait(lambda c=count: len(got) > c + 10)  # flowing again
+        finally:
+            stop.set()
+            feeder.join(timeout=5)
+        assert got == sorted(got)
+    finally:
+        intake.close()
+        sender.destroy_node()
+        owner.destroy_node()
+
+
+def test_a_closed_intake_starts_again_on_the_next_subscription(context: Context) -> None:
+    owner = rclpy.create_node("owner4", context=context, use_global_arguments=False)
+    sender = rclpy.create_node("sender4", context=context, use_global_arguments=False)
+    intake = FrameIntake(owner)
+    got: list[str] = []
+    threads: list[threading.Thread] = []
+
+    def on_frame(msg: Header) -> None:
+        got.append(msg.frame_id)
+        threads.append(threading.current_thread())
+
+    try:
+        pub = sender.create_publisher(Header, "/intake_test/again", RELIABLE)
+        for round_ in ("first", "second"):
+            intake.create_subscription(Header, "/intake_test/again", on_frame, RELIABLE)
+            assert _wait(lambda: pub.get_subscription_count() == 1)
+            pub.publish(Header(frame_id=round_))
+            assert _wait(lambda r=round_: r in got), got
+            intake.close()  # deactivate + cleanup: thread stopped, helper node destroyed
+            assert _wait(lambda: pub.get_subscription_count() == 0)
+            assert not threads[-1].is_alive()
+        assert got == ["first", "second"]
+        assert threads[0] is not threads[1]
+    finally:
         intake.close()
         sender.destroy_node()
         owner.destroy_node()

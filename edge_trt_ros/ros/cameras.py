@@ -31,6 +31,7 @@ Everything here is wiring: the per-camera state lives in the ROS-free runtime
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -170,6 +171,9 @@ class CameraWiring:
         self.lazy_unsubscribe = False
         self.lazy_filter = False
         self._filter_failed = ""  # why the RMW refused a content filter (then: count skips)
+        # Serializes subscription changes: lifecycle, matched events and the poll run on the
+        # node's executor, the per-frame poll (Humble) on the intake thread.
+        self._demand = threading.RLock()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def check(self) -> str | None:
@@ -236,16 +240,17 @@ class CameraWiring:
     def activate(self, qos: QoSProfile, handler: Callable[..., None], with_info: bool) -> None:
         """Subscribe every camera (an idle one too, unless ``lazy_unsubscribe``).
         ``handler(msg, source)``, or ``handler(msg, info, source)`` when ``with_info``."""
-        self._qos, self._handler, self._with_info = qos, handler, with_info
-        self._active = True
         assert self._painter is not None
         self._painter.start()
-        for camera in self._cameras.values():
-            self._refresh(camera)
-            if camera.subscription is None and not (self.lazy_unsubscribe
-                                                    and not camera.stream.wanted):
-                self._subscribe(camera)
-                self._filter(camera)
+        with self._demand:
+            self._qos, self._handler, self._with_info = qos, handler, with_info
+            self._active = True
+            for camera in self._cameras.values():
+                self._refresh(camera)
+                if camera.subscription is None and not (self.lazy_unsubscribe
+                                                        and not camera.stream.wanted):
+                    self._subscribe(camera)
+                    self._filter(camera)
         if (self.lazy_unsubscribe or self.lazy_filter) and not MATCHED_EVENTS:
             # No frames reach an idle camera's callback then: look for subscribers instead.
             self._poll = self._node.create_timer(POLL_S, self.refresh_all)
@@ -258,12 +263,13 @@ class CameraWiring:
         return "; ".join(one(c) for c in self._cameras.values())
 
     def deactivate(self) -> None:
-        self._active = False
         if self._poll is not None:
             self._node.destroy_timer(self._poll)
             self._poll = None
-        for camera in self._cameras.values():
-            self._unsubscribe(camera)
+        with self._demand:
+            self._active = False
+            for camera in self._cameras.values():
+                self._unsubscribe(camera)
         if self._painter is not None:
             self._painter.stop()
 
@@ -298,6 +304,8 @@ class CameraWiring:
         idle = not camera.stream.wanted
         if idle == camera.filtered:
             return
+        if not idle and self._on_resume is not None:  # before the first frame can arrive
+            self._on_resume()
         try:
             if idle:
                 self._intake.set_content_filter(sub, *NO_FRAME_FILTER)
@@ -308,8 +316,6 @@ class CameraWiring:
             if not idle:  # the filter is stuck on: a fresh subscription has none
                 self._unsubscribe(camera)
                 self._subscribe(camera)
-                if self._on_resume is not None:
-                    self._on_resume()
         else:
             if idle and not sub.is_cft_enabled:
                 self._filter_failed = "the middleware ignores content filters"
@@ -319,8 +325,6 @@ class CameraWiring:
                 f"({self._filter_failed}); they are received and let go (idle skips)")
             return
         camera.filtered = idle
-        if not idle and self._on_resume is not None:
-            self._on_resume()
 
     def _callback(self, camera: _Camera) -> Callable[..., None]:
         """The subscription callback of one camera: its name travels with every frame."""
@@ -330,37 +334,47 @@ class CameraWiring:
         if self._with_info:
             def with_info(msg: Any, info: Any) -> None:
                 if poll:
-                    self._refresh(camera)
+                    self._refresh_from_frame(camera)
                 handler(msg, info, key)
             return with_info
 
         def message_only(msg: Any) -> None:
             if poll:
-                self._refresh(camera)
+                self._refresh_from_frame(camera)
             handler(msg, key)
         return message_only
 
     def _refresh(self, camera: _Camera) -> None:
         """Recount one camera's subscribers (matched event, poll, or per frame on Humble)."""
-        debug = camera.debug_pub.get_subscription_count()
-        camera.debug_wanted = debug > 0
-        wanted = not self.lazy or debug + camera.det_pub.get_subscription_count() > 0
-        if wanted and not camera.stream.wanted:
-            self._node.get_logger().info(f"camera {camera.plan.key}: a subscriber appeared, "
-                                         "processing its frames again")
-        elif camera.stream.wanted and not wanted:
-            self._node.get_logger().info(f"camera {camera.plan.key}: no subscribers, idle "
-                                         "(frames are not converted or inferred)")
-        camera.stream.wanted = wanted
-        if self.lazy_unsubscribe and self._active:
-            if wanted and camera.subscription is None:
-                self._subscribe(camera)
-                if self._on_resume is not None:
-                    self._on_resume()
-            elif not wanted and camera.subscription is not None:
-                self._unsubscribe(camera)
-        elif self._active:
-            self._filter(camera)
+        with self._demand:
+            debug = camera.debug_pub.get_subscription_count()
+            camera.debug_wanted = debug > 0
+            wanted = not self.lazy or debug + camera.det_pub.get_subscription_count() > 0
+            if wanted and not camera.stream.wanted:
+                self._node.get_logger().info(f"camera {camera.plan.key}: a subscriber appeared, "
+                                             "processing its frames again")
+            elif camera.stream.wanted and not wanted:
+                self._node.get_logger().info(f"camera {camera.plan.key}: no subscribers, idle "
+                                             "(frames are not converted or inferred)")
+            camera.stream.wanted = wanted
+            if self.lazy_unsubscribe and self._active:
+                if wanted and camera.subscription is None:
+                    if self._on_resume is not None:
+                        self._on_resume()
+                    self._subscribe(camera)
+                elif not wanted and camera.subscription is not None:
+                    self._unsubscribe(camera)
+            elif self._active:
+                self._filter(camera)
+
+    def _refresh_from_frame(self, camera: _Camera) -> None:
+        """The per-frame poll (Humble), on the intake thread: skipped while the node's
+        executor is changing subscriptions, as that may be waiting for this thread."""
+        if self._demand.acquire(blocking=False):
+            try:
+                self._refresh(camera)
+            finally:
+                self._demand.release()
 
     def refresh_all(self) -> None:
         for camera in self._cameras.values():

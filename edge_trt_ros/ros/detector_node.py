@@ -114,7 +114,7 @@ class DetectorNode(LifecycleNode):
         self.create_timer(self.get_parameter("diagnostics_period_s").value,
                           self._publish_status)
         # Its own callback group: while its coroutine awaits a switch, the group counts as
-        # busy, and sharing the default group would hold the image callback back meanwhile.
+        # busy, and sharing the default group would hold every other callback back meanwhile.
         self.create_service(SwitchEngine, "~/switch_engine", self._on_switch_engine,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(GetEngineInfo, "~/get_engine_info", self._on_get_engine_info)
@@ -378,7 +378,8 @@ class DetectorNode(LifecycleNode):
 
     async def _on_switch_engine(self, request: SwitchEngine.Request,
                                 response: SwitchEngine.Response) -> SwitchEngine.Response:
-        """Answered when the switch is done or refused; the executor serves frames meanwhile."""
+        """Answered when the switch is done or refused; frames and other callbacks are served
+        meanwhile."""
         runtime = self.runtime
         if runtime is None:
             response.success = False

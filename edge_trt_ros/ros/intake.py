@@ -5,22 +5,24 @@ the nodes it spins: the detector has about forty (parameter and lifecycle servic
 services, timers, every publisher's event handlers), so each frame used to cost its
 executor about 1.3-1.6 ms of interpreter time, time the workers then waited for the GIL.
 The subscriptions live on a helper node, ``<node>_intake`` in the detector's namespace,
-with no parameters, no services and no rosout, spun by its own single-threaded executor;
-a frame costs about 0.9 ms there, and the detector's executor is free for services,
-parameters and timers (measured in bench/README.md). The helper ignores the process's
-global ROS arguments (``__node:=`` would rename it to the detector): topics reach it
-already resolved, remappings applied, by the detector node.
+with no services, no rosout and no parameters but rclpy's own, spun by its own
+single-threaded executor; a frame costs about 0.9 ms there, and the detector's executor is
+free for services, parameters and timers (measured in bench/README.md). The helper ignores
+the process's global ROS arguments (``__node:=`` would rename it to the detector): topics
+reach it already resolved, remappings applied, by the detector node.
 
 A callback never runs after :meth:`FrameIntake.destroy_subscription` returns, so a camera
-that is unsubscribed (deactivate, lazy) hands no frame to a stopped runtime.
+that is unsubscribed (deactivate, lazy) hands no frame to a stopped runtime. A content
+filter is changed on the intake thread (:meth:`FrameIntake.call`): the middleware may
+replace the reader behind the subscription, which must not happen while that thread waits
+on it or takes from it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -29,6 +31,10 @@ from rclpy.qos import QoSProfile
 from rclpy.subscription import Subscription
 
 SUFFIX = "_intake"
+CALL_TIMEOUT_S = 5.0  # how long call() waits for the intake thread to run a function
+WAKE_S = 1.0  # the intake loop's longest wait before it looks at its stop flag again
+
+T = TypeVar("T")
 
 
 class _Gate:
@@ -48,6 +54,7 @@ class FrameIntake:
         self._node: Node | None = None
         self._executor: SingleThreadedExecutor | None = None
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
         # Held while a callback runs; reentrant: on Humble a frame's callback may
         # resubscribe its own camera (lazy_unsubscribe polls per frame there).
         self._busy = threading.RLock()
@@ -66,26 +73,43 @@ class FrameIntake:
             executor = SingleThreadedExecutor(context=owner.context)
             executor.add_node(node)
             self._node, self._executor = node, executor
-            self._thread = threading.Thread(target=self._spin, name="edge-trt-intake",
-                                            daemon=True)
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._spin, args=(executor,),
+                                            name="edge-trt-intake", daemon=True)
             self._thread.start()
         return self._node
 
-    def _spin(self) -> None:
-        assert self._executor is not None
-        with contextlib.suppress(ExternalShutdownException):  # rclpy shut down: the stop
-            self._executor.spin()
+    def _spin(self, executor: SingleThreadedExecutor) -> None:
+        context = self._owner.context
+        while not self._stop.is_set():
+            try:
+                executor.spin_once(timeout_sec=WAKE_S)
+            except ExternalShutdownException:
+                return
+            except Exception as exc:
+                if self._stop.is_set() or not context.ok():
+                    return  # closing or rclpy shut down under the wait: the stop
+                self._owner.get_logger().fatal(
+                    f"camera intake stopped ({type(exc).__name__}: {exc}): no camera frame "
+                    "is received any more; restart the node (deactivate and activate it)")
+                return
 
     def create_subscription(self, kind: Any, topic: str, callback: Callable[..., None],
                             qos: QoSProfile) -> Subscription:
         """Subscribe ``callback`` (message, or message and info) to the resolved ``topic``."""
         node = self._start()
         gate = _Gate()
+        logger = self._owner.get_logger()
 
         def guarded(*args: Any) -> None:
             with self._busy:
-                if gate.open:
+                if not gate.open:
+                    return
+                try:
                     callback(*args)
+                except Exception as exc:  # one bad frame must not stop every camera's intake
+                    logger.error(f"a frame on {topic} was dropped: its callback raised "
+                                 f"{type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
 
         guarded.__wrapped__ = callback  # type: ignore[attr-defined]  # rclpy reads its arity
         subscription = node.create_subscription(kind, topic, guarded, qos)
@@ -101,14 +125,38 @@ class FrameIntake:
         if self._node is not None:
             self._node.destroy_subscription(subscription)
 
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` run on the intake thread, its result or its exception returned here
+        (run directly when called from that thread, or when the thread is not running)."""
+        executor, thread = self._executor, self._thread
+        if (executor is None or thread is None or not thread.is_alive()
+                or threading.current_thread() is thread):
+            return fn(*args)
+        done = threading.Event()
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append((True, fn(*args)))
+            except BaseException as exc:
+                outcome.append((False, exc))
+            finally:
+                done.set()
+
+        executor.create_task(run)
+        if not done.wait(CALL_TIMEOUT_S):
+            raise TimeoutError(f"the camera intake thread did not run {fn.__qualname__} "
+                               f"within {CALL_TIMEOUT_S:.0f} s")
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
     def set_content_filter(self, subscription: Subscription, expression: str,
                            parameters: list[str]) -> None:
-        """``subscription.set_content_filter``, then wake the executor: the middleware may
-        replace the reader behind it, and an executor left waiting on the old one would
-        never see a frame again."""
-        subscription.set_content_filter(expression, parameters)
-        if self._executor is not None:
-            self._executor.wake()
+        """``subscription.set_content_filter`` on the intake thread (see the module's
+        docstring); raises what the middleware raised."""
+        self.call(subscription.set_content_filter, expression, parameters)
 
     def close(self) -> None:
         """Stop the executor thread and destroy the helper node (idempotent)."""
@@ -118,9 +166,12 @@ class FrameIntake:
             for gate in self._gates.values():
                 gate.open = False
             self._gates.clear()
+        self._stop.set()
+        if executor is not None:
+            executor.wake()
+        if thread is not None:
+            thread.join(timeout=WAKE_S + 5.0)
         if executor is not None:
             executor.shutdown(timeout_sec=5.0)
-        if thread is not None:
-            thread.join(timeout=5.0)
         if node is not None:
             node.destroy_node()

@@ -1,7 +1,7 @@
 """Inference off the subscription callback: worker threads take the newest frame and run it.
 
 The callback only leaves the frame in the :class:`~edge_trt_ros.runtime.mailbox.Mailbox`
-(microseconds), so the executor keeps receiving while an engine runs, a switch prepares,
+(microseconds), so frames keep being received while an engine runs, a switch prepares,
 or a service answers. Each worker leases the active engine per frame (its own detector when
 there are several workers, on one shared engine where each runs single-threaded and the
 engine allows it: one frame per core in parallel serves queued frames faster than one frame
