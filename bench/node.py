@@ -22,7 +22,11 @@ Writes ``results/bench/node.json`` with:
   medians and every repeat are recorded. Bar: ratio >= 0.90.
 * ``int8_over_fp32_node``: node frames/s of int8 over fp32 (bar >= 2.0).
 * ``switch``: at 30 fps, a cycle through every (precision, fusion profile) pair the backend
-  runs: ``switch_ms_p50``/``switch_ms_max`` (bar <= 250), frames sent/answered/lost (bar 0).
+  runs: ``switch_ms_p50``/``switch_ms_max`` (bar <= 250), frames sent/answered/lost (bar 0),
+  lost frames per pair and within 300 ms of a switch, the node's resident memory; the same
+  cycle again on a node that keeps every engine ready (``kept_ready``: ``keep_ready:
+  [all]``), and ``bare_alone_fps_by_pair``, what each pair sustains here (a pair under
+  30 fps loses frames to the stream, switch or not).
 * ``latency_30fps``: end-to-end p50/p95 per variant (image stamp to detections received).
 
 The node runs in the configuration of ``config/detector.yaml`` unless ``--workers`` /
@@ -136,12 +140,13 @@ def bench_frame() -> np.ndarray:
     return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
-def bare_fps(config: RuntimeConfig, precision: str, seconds: float) -> float:
+def bare_fps(config: RuntimeConfig, precision: str, seconds: float,
+             profile: str = "max") -> float:
     """Frames/s of ``Detector.detect`` in the node's configuration: one detector per worker
     thread, each on the same bgr8 frame viewed the way the node views a message, with
     OpenCV on the calling threads and each thread on the cores the node pins its worker to."""
     run_opencv_on_callers()
-    plan = plan_for(config, precision, "max")
+    plan = plan_for(config, precision, profile)
     pixels = bench_frame()
     data = pixels.tobytes()
     workers, _ = config.workers_for("cpu")
@@ -254,6 +259,48 @@ def lost_per_interval(got: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a process (Linux), MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def switch_cycle(node: NodeProcess, pairs: list[list[str]], every_s: float,
+                 tmp: Path) -> dict[str, Any]:
+    """A 30 fps stream while ``~/switch_engine`` cycles through ``pairs`` from fp32/max."""
+    switch("fp32", "max", tmp)
+    got = feed("rate", every_s * (len(pairs) + 1) + 0.5, tmp, hz=30,
+               switch_cycle=json.dumps(pairs), switch_every_s=every_s, drain_s=5)
+    ms = [s["switch_ms"] for s in got["switches"]
+          if s.get("success") and s.get("switch_ms") is not None]
+    per_pair = lost_per_interval(got)
+    return {
+        "pairs": pairs, "switches": got["switches"],
+        "switch_ms_p50": median(ms), "switch_ms_max": max(ms) if ms else float("nan"),
+        "switches_failed": sum(1 for s in got["switches"] if not s.get("success")),
+        # answered only when sent again: DDS dropped the first response
+        "answers_lost": sum(1 for s in got["switches"] if s.get("answer_lost")),
+        "frames_sent": got["frames_sent"], "frames_answered": got["frames_answered"],
+        "frames_lost": got["frames_lost"], "rate_hz": 30,
+        "lost_by_interval": per_pair, "node_counters": got.get("node_counters"),
+        "lost_within_300ms_of_a_switch": sum(i["lost_near_switch"] for i in per_pair),
+        "node_rss_mb": rss_mb(node.proc.pid),
+    }
+
+
+def print_cycle(title: str, r: dict[str, Any]) -> None:
+    ok = [s for s in r["switches"] if s.get("success")]
+    print(f"  {title}: {len(ok)} switches, p50 {r['switch_ms_p50']:.0f} ms, max "
+          f"{r['switch_ms_max']:.0f} ms; frames sent {r['frames_sent']}, lost "
+          f"{r['frames_lost']} ({r['lost_within_300ms_of_a_switch']} within 300 ms of a "
+          f"switch); node RSS {r['node_rss_mb']} MB", flush=True)
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
@@ -306,34 +353,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   f"{latency[v]['p95_ms']:.1f} ms, lost {got['frames_lost']}", flush=True)
         switch_result: dict[str, Any] = {}
         pairs = [[p, f] for p in PRECISIONS for f in FUSION_PROFILES] if "switch" in parts else []
+        pairs = pairs[1:] + pairs[:1]  # start away from fp32/max, end on it
+        every = 1.0 if args.quick else 2.0
         if pairs:
-            switch("fp32", "max", tmp)
-            pairs = pairs[1:] + pairs[:1]  # start away from fp32/max, end on it
             # "between cached variants": an unmeasured cycle puts every pair in the engine cache
+            switch("fp32", "max", tmp)
             feed("switch", 0, tmp, switch_cycle=json.dumps(pairs))
-            every = 1.0 if args.quick else 2.0
-            got = feed("rate", every * (len(pairs) + 1) + 0.5, tmp, hz=30,
-                       switch_cycle=json.dumps(pairs), switch_every_s=every, drain_s=5)
-            ms = [s["switch_ms"] for s in got["switches"]
-                  if s.get("success") and s.get("switch_ms") is not None]
-            per_pair = lost_per_interval(got)
-            switch_result = {
-                "pairs": pairs, "switches": got["switches"],
-                "switch_ms_p50": median(ms), "switch_ms_max": max(ms) if ms else float("nan"),
-                "switches_failed": sum(1 for s in got["switches"] if not s.get("success")),
-                # answered only when sent again: DDS dropped the first response
-                "answers_lost": sum(1 for s in got["switches"] if s.get("answer_lost")),
-                "frames_sent": got["frames_sent"], "frames_answered": got["frames_answered"],
-                "frames_lost": got["frames_lost"], "rate_hz": 30,
-                "lost_by_interval": per_pair, "node_counters": got.get("node_counters"),
-                "lost_within_300ms_of_a_switch": sum(i["lost_near_switch"] for i in per_pair),
-            }
-            print(f"  switch cycle at 30 fps: {len(ms)} switches, p50 "
-                  f"{switch_result['switch_ms_p50']:.0f} ms, max "
-                  f"{switch_result['switch_ms_max']:.0f} ms; frames sent {got['frames_sent']}, "
-                  f"lost {got['frames_lost']}", flush=True)
+            switch_result = switch_cycle(node, pairs, every, tmp)
+            print_cycle("switch cycle at 30 fps, engines opened on demand", switch_result)
     finally:
         node.stop()
+    if pairs:  # the same cycle on a node that keeps every engine ready (keep_ready: [all])
+        kept = NodeProcess(tmp, overrides | {"keep_ready": "[all]"})
+        try:
+            kept.wait_ready(timeout=120.0)
+            feed("adaptive", 2.0, tmp)
+            switch_result["kept_ready"] = switch_cycle(kept, pairs, every, tmp)
+            print_cycle("the same cycle, keep_ready: [all]", switch_result["kept_ready"])
+        finally:
+            kept.stop()
+        # What each pair sustains here: where it is under 30 fps the stream outruns it.
+        capacity = {}
+        for precision, profile in pairs:
+            capacity[f"{precision}/{profile}"] = round(
+                bare_fps(config, precision, 1.5 if args.quick else 3.0, profile), 1)
+        switch_result["bare_alone_fps_by_pair"] = capacity
+        print("  bare frames/s per pair (alone): " + ", ".join(
+            f"{k} {v:.0f}" for k, v in capacity.items()), flush=True)
     throughput = {v: {k: median(vals) for k, vals in m.items()} | {"repeats": m}
                   for v, m in raw.items()}
     int8_ratio = [i / f for i, f in zip(raw["int8"]["node_fps"], raw["fp32"]["node_fps"],

@@ -10,11 +10,12 @@ import numpy as np
 import onnx
 import pytest
 from onnx_models import constant_output_model, names_metadata
+from rclpy.parameter import Parameter
 
 from edge_trt_ros.errors import ModelLayoutError
 from edge_trt_ros.model_info import read_model_info
 from edge_trt_ros.ros.conversion import printable, publication_sequence, publisher_key
-from edge_trt_ros.ros.parameters import check_overrides
+from edge_trt_ros.ros.parameters import check_overrides, check_static
 from edge_trt_ros.runtime.counters import LOST, FrameCounters, SequenceGaps
 from edge_trt_ros.runtime.health import OK, WARN
 from edge_trt_ros.runtime.stats import FrameWindow
@@ -35,6 +36,17 @@ def test_start_up_values_are_coerced_checked_and_typos_named() -> None:
     assert any("workers: expected an integer" in p for p in problems)  # True is not 1
     assert warnings == ["unknown parameter 'confidense_threshold' is ignored (misspelt?): "
                         "did you mean 'confidence_threshold'?"]
+
+
+def test_keep_ready_entries_are_checked_at_start_and_while_unconfigured() -> None:
+    fixed, problems, _ = check_overrides({"keep_ready": ["int8/max", "fp16/none"]})
+    assert fixed == {"keep_ready": ["int8/max", "fp16/none"]} and not problems
+    _, problems, _ = check_overrides({"keep_ready": ["int8/max", "int8/fast"]})
+    assert len(problems) == 1 and "'int8/fast' is not precision/fusion_profile" in problems[0]
+    refused = check_static([Parameter("keep_ready", value=["all", "int8/max"])],
+                           configured=False)
+    assert not refused.successful and "give it alone" in refused.reason
+    assert check_static([Parameter("keep_ready", value=["all"])], configured=False).successful
 
 
 def test_printable_escapes_what_could_forge_a_log_line() -> None:

@@ -25,6 +25,7 @@ from edge_trt_ros.runtime.affinity import allowed_cores, worker_cores
 from edge_trt_ros.runtime.counters import FAILED, REJECTED, REPLACED, FrameCounters
 from edge_trt_ros.runtime.detector_runtime import DetectorRuntime, RuntimeConfig
 from edge_trt_ros.runtime.mailbox import Frame, Mailbox, Sequencer
+from edge_trt_ros.runtime.ready import parse_keep_ready
 from edge_trt_ros.runtime.selection import SwitchRefused, plan_engine
 from edge_trt_ros.runtime.stats import FrameWindow
 from edge_trt_ros.runtime.switcher import EngineSwitcher
@@ -274,6 +275,84 @@ def test_thresholds_reach_every_detector_and_later_engines(tiny: Path, variants:
                                intra_op_threads=1), fp32, reason="test")
     assert {d.params.confidence_threshold for d in switcher.active.detectors} == {0.9}
     switcher.close()
+
+
+def test_an_engine_kept_ready_is_swapped_in_without_opening_and_kept_after(
+        tiny: Path, variants: Path) -> None:
+    catalog, opened = Catalog(tiny, variants), Opened()
+    fp32, int8 = catalog.pick("fp32", "onnxruntime"), catalog.pick("int8", "onnxruntime")
+    fp32_spec = EngineSpec("onnxruntime", str(fp32.path), intra_op_threads=1)
+    int8_spec = EngineSpec("onnxruntime", str(int8.path), "int8", intra_op_threads=1)
+    switcher = EngineSwitcher(opened, workers=2, decode=DECODE)
+    switcher.start(fp32_spec, fp32)
+    switcher.keep_ready(int8_spec, int8)
+    switcher.keep_ready(int8_spec, int8)  # already kept: nothing more opened
+    assert len(opened.opened) == 2 and switcher.kept == (int8_spec,)
+    kept = opened.opened[1]
+    switcher.update_decode(confidence_threshold=0.8)  # while int8 waits, not active
+    switcher.switch(int8_spec, int8, reason="test")
+    assert len(opened.opened) == 2  # swapped in: nothing opened
+    assert switcher.active.first is kept and switcher.active.reason == "test"
+    assert {d.params.confidence_threshold for d in switcher.active.detectors} == {0.8}
+    assert opened.released == 1  # the fp32 engine, not kept, is released
+    with switcher.lease(0) as (_, detector):  # a frame still running on int8...
+        switcher.switch(fp32_spec, fp32, reason="back")  # ...while it is switched away
+        detector.detect(np.zeros((64, 96, 3), np.uint8))
+    assert len(opened.opened) == 3 and opened.released == 1  # int8 stays open, kept
+    switcher.switch(int8_spec, int8, reason="again")
+    assert len(opened.opened) == 3 and switcher.active.first is kept
+    switcher.switch(fp32_spec, fp32, reason="back")  # opens fp32 once more; int8 kept
+    with switcher.lease(1):
+        switcher.close()  # a frame on the active engine: released after it, kept one now
+        assert opened.released == 3
+    assert opened.released == 4 == len(opened.opened)
+    with pytest.raises(EngineError, match="no engine"):
+        _ = switcher.active
+
+
+def test_runtime_keeps_the_named_engines_ready_and_refuses_bad_entries(
+        tiny: Path, variants: Path, tmp_path: Path) -> None:
+    def runtime(keep: tuple[str, ...], variants_dir: Path = variants) -> DetectorRuntime:
+        config = RuntimeConfig(model_path=str(tiny), backend="onnxruntime", device="cpu",
+                               variants_dir=str(variants_dir), intra_op_threads=1,
+                               keep_ready=keep)
+        return DetectorRuntime(config, lambda p: rgb_view(p), lambda r: None, time.time_ns)
+
+    r = runtime(("int8/balanced", "fp16/none", "int8/balanced", ""))
+    try:
+        assert r.ready_labels() == ["fp16/none", "int8/balanced"]
+        ok = r.request("int8", "balanced", reason="test")
+        assert ok.success and "kept ready" in ok.message, ok.message
+        assert r.active.variant.name == "int8-ort"
+        ok = r.request("fp32", "max", reason="test")
+        assert ok.success and "kept ready" not in ok.message
+    finally:
+        r.close()
+    with pytest.raises(SwitchRefused, match="'int8/fast' is not precision/fusion_profile"):
+        runtime(("int8/fast",))
+    guarded = with_evaluation(variants, tmp_path / "guarded", {
+        "fp16": {"overall": 0.001, "dark": 0.001, "sunlit": 0.001},
+        "int8-ort": {"overall": 0.004, "dark": 0.03, "sunlit": 0.0},
+        "int8-trt": {"overall": 0.004, "dark": 0.03, "sunlit": 0.0}})
+    with pytest.raises(SwitchRefused, match="keep_ready int8/max: .*dark"):
+        runtime(("int8/max",), guarded)  # named: configure fails, saying why
+    r = runtime(("all",), guarded)  # all: every pair that may run, the others listed
+    try:
+        assert r.ready_labels() == sorted(f"{p}/{f}" for p in ("fp32", "fp16")
+                                          for f in ("max", "balanced", "conservative", "none"))
+    finally:
+        r.close()
+
+
+def test_keep_ready_entries_parse_or_say_what_is_wrong() -> None:
+    assert parse_keep_ready([""]) == () and parse_keep_ready([]) == ()
+    assert parse_keep_ready(["all"]) is None
+    assert parse_keep_ready([" int8/max", "fp16/auto", "int8/max"]) == (
+        ("int8", "max"), ("fp16", "auto"))
+    for bad, why in ((["all", "int8/max"], "give it alone"), (["int8"], "'int8' is not"),
+                     (["int4/max"], "'int4/max'"), (["int8/max/x"], "'int8/max/x'")):
+        with pytest.raises(ValueError, match=why):
+            parse_keep_ready(bad)
 
 
 # --- workers ---------------------------------------------------------------------------------

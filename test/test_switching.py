@@ -129,7 +129,8 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probe]:
         process = start_detector(
             CAMERA, backend="onnxruntime",
             extra_params={"input_qos.reliability": "reliable", "input_qos.depth": "10",
-                          "engine_cache_dir": str(tmp / "cache")},
+                          "engine_cache_dir": str(tmp / "cache"),
+                          "keep_ready": "[int8/conservative]"},
             stdout=out, stderr=subprocess.STDOUT)
     rclpy.init()
     p = Probe()
@@ -151,8 +152,9 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probe]:
 
 
 def test_every_switch_through_the_service_loses_no_frame(probe: Probe) -> None:
-    cycle = [("int8", "max"), ("fp16", "balanced"), ("fp32", "conservative"),
-             ("int8", "none"), ("fp32", "max")]
+    cycle = [("int8", "max"), ("fp16", "balanced"), ("int8", "conservative"),
+             ("fp32", "conservative"), ("int8", "none"), ("int8", "conservative"),
+             ("fp32", "max")]  # int8/conservative is kept ready: swapped in, twice
     during = 0  # frames sent while a switch was being prepared
     dropped_before = probe.fresh_status().frames_dropped
     with probe.stream:
@@ -164,6 +166,8 @@ def test_every_switch_through_the_service_loses_no_frame(probe: Probe) -> None:
             assert r.success, r.message
             assert (r.active_precision, r.active_fusion_profile) == (precision, profile)
             assert r.switch_time_ms > 0
+            assert ("kept ready" in r.message) == ((precision, profile) == (
+                "int8", "conservative")), r.message
             probe.settle(0.7)
     sent = list(probe.stream.sent)
     assert spin_until(probe.node, lambda: not probe.unanswered(sent), 10.0), \
@@ -262,6 +266,7 @@ def test_get_engine_info_lists_every_variant_with_its_accuracy(probe: Probe) -> 
     assert info.variants_dir.endswith("models/variants")
     assert json.loads(info.capabilities_json)["onnxruntime"]["available"]
     assert set(info.fusion_profiles) == {"max", "balanced", "conservative", "none", "auto"}
+    assert list(info.kept_ready) == ["int8/conservative"]
 
 
 def test_efficiency_names_the_active_variant_and_its_accuracy(probe: Probe) -> None:

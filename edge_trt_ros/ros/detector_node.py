@@ -150,7 +150,8 @@ class DetectorNode(LifecycleNode):
             max_accuracy_drop=p["max_accuracy_drop"],
             hardware_fusion_default=self._hardware_fusion_default(),
             stats_window_s=p["stats_window_s"],
-            max_batch=len(self.cameras.plans) if p["batching"] else 1)
+            max_batch=len(self.cameras.plans) if p["batching"] else 1,
+            keep_ready=tuple(p["keep_ready"]))
 
     def _hardware_fusion_default(self) -> str:
         return self.power.detection.profile.default_fusion_profile if self.power else "max"
@@ -460,6 +461,7 @@ class DetectorNode(LifecycleNode):
         response.precision, response.fusion_profile = info.precision, info.fusion_profile
         response.engine_id, response.forced = info.engine_id, active.forced
         response.workers = len(active.detectors)
+        response.kept_ready = runtime.ready_labels()
         response.variants = [variant_info_msg(v, runtime.max_accuracy_drop)
                              for v in runtime.describe_variants()]
         response.capabilities_json = json.dumps(capabilities().summary())

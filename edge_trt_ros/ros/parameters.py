@@ -20,7 +20,7 @@ otherwise ignored, as ROS does, so a params file shared by several versions stil
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from rclpy.parameter import Parameter
 from edge_trt_ros.adaptive.config import EFFICIENCY, OBJECTIVES
 from edge_trt_ros.choices import AUTO, BACKENDS, FUSION_PROFILES, PRECISIONS
 from edge_trt_ros.errors import ParameterError
+from edge_trt_ros.runtime.ready import parse_keep_ready
 from edge_trt_ros.vision.decode import LAYOUTS
 
 NOW, CONFIGURE, START = "now", "configure", "start"
@@ -49,6 +50,15 @@ class ParamSpec:
     applies: str = CONFIGURE
     bounds: tuple[float, float] | None = None
     choices: tuple[str, ...] | None = None
+    check: Callable[[Any], str | None] | None = None  # why a value is refused, or None
+
+
+def _keep_ready_refusal(value: Any) -> str | None:
+    try:
+        parse_keep_ready(list(value))
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
 
 
 PARAMS: tuple[ParamSpec, ...] = (
@@ -74,6 +84,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("workers", 0, "inference threads, each with its own engine; 0 = auto: one "
               "single-threaded engine per core on a CPU (at most 4), one on a GPU",
               bounds=(0, 16)),
+    ParamSpec("keep_ready", [""], "engines kept open beside the active one, so a switch to "
+              "them is instant: precision/fusion_profile entries (int8/max, fp16/auto) or "
+              "'all'; each costs an open engine's memory ([''] = none)",
+              check=_keep_ready_refusal),
     ParamSpec("pin_workers", True, "on a CPU, pin each worker to cores of its own (of those "
               "the process may use; not with one worker or more workers than cores); false = "
               "the kernel places them (e.g. several detectors sharing the same cores)"),
@@ -253,6 +267,8 @@ def choice_refusal(name: str, value: Any) -> str | None:
     spec = SPECS.get(name)
     if spec is not None and spec.choices and value not in spec.choices:
         return f"{name}={value!r} is not one of {', '.join(spec.choices)}"
+    if spec is not None and spec.check is not None:
+        return spec.check(value)
     return None
 
 

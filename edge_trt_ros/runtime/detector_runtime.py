@@ -28,6 +28,7 @@ from edge_trt_ros.errors import EdgeTrtError, NotBatchable
 from edge_trt_ros.runtime.affinity import allowed_cores, placement, worker_cores
 from edge_trt_ros.runtime.counters import FrameCounters
 from edge_trt_ros.runtime.mailbox import Frame
+from edge_trt_ros.runtime.ready import every_pair, parse_keep_ready
 from edge_trt_ros.runtime.selection import Fp16Missing, Plan, SwitchRefused, plan_engine
 from edge_trt_ros.runtime.stats import FrameWindow
 from edge_trt_ros.runtime.streams import CameraStream
@@ -69,6 +70,7 @@ class RuntimeConfig:
     hardware_fusion_default: str = "max"
     stats_window_s: float = 5.0
     max_batch: int = 1  # >1: frames of up to this many cameras run as one inference
+    keep_ready: tuple[str, ...] = ()  # engines kept open for instant switches (ready.py)
 
     def cache_dir(self) -> Path:
         return Path(self.engine_cache_dir) if self.engine_cache_dir else default_cache_dir()
@@ -157,6 +159,10 @@ class DetectorRuntime:
         self._control = ThreadPoolExecutor(1, thread_name_prefix="edge-trt-switch")
         self.last_switch: SwitchOutcome | None = None
         self.last_refusal_time: float | None = None  # monotonic
+        try:
+            keep = parse_keep_ready(config.keep_ready)
+        except ValueError as exc:
+            raise SwitchRefused(str(exc)) from exc
         plan = self._plan(config.precision, config.fusion_profile, force=False)
         ms = self.switcher.start(plan.spec, plan.variant)
         for note in plan.notes:
@@ -165,6 +171,45 @@ class DetectorRuntime:
                  "backend %s", self.active.label, plan.spec.precision, plan.spec.backend,
                  plan.spec.device, self.workers, plan.spec.intra_op_threads or "all",
                  placement(self.cores), ms, self.backend_reason)
+        try:
+            self._keep_ready(keep)
+        except BaseException:
+            self.switcher.close()
+            raise
+
+    def _keep_ready(self, pairs: tuple[tuple[str, str], ...] | None) -> None:
+        """Open the ``keep_ready`` engines. A pair named that cannot run (or fails to open)
+        fails configure with the reason; with ``all``, pairs that cannot run are skipped
+        and listed."""
+        named = pairs is not None
+        skipped: list[str] = []
+        t0 = time.perf_counter()
+        for precision, profile in every_pair() if pairs is None else pairs:
+            try:
+                plan = self._plan(precision, profile, force=False)
+                self.switcher.keep_ready(plan.spec, plan.variant)
+            except SwitchRefused as exc:
+                if named:
+                    raise SwitchRefused(f"keep_ready {precision}/{profile}: {exc}") from exc
+                skipped.append(f"{precision}/{profile} ({exc})")
+            except Exception as exc:
+                if named:
+                    raise SwitchRefused(f"keep_ready {precision}/{profile}: opening it failed "
+                                        f"({type(exc).__name__}: {exc})") from exc
+                skipped.append(f"{precision}/{profile} (opening failed: "
+                               f"{type(exc).__name__}: {exc})")
+        kept = self.ready_labels()
+        if kept:
+            log.info("kept ready for instant switches: %s (%d engine(s) open, %.0f ms)",
+                     ", ".join(kept), len(kept), (time.perf_counter() - t0) * 1e3)
+        if skipped:
+            log.warning("keep_ready all: not kept (a switch to them is refused the same way): "
+                        "%s", "; ".join(skipped))
+
+    def ready_labels(self) -> list[str]:
+        """'precision/profile' of every engine ``keep_ready`` keeps open (the active one
+        too when it is one of them)."""
+        return sorted(f"{s.precision}/{s.fusion_profile}" for s in self.switcher.kept)
 
     def _open_detector(self, spec: EngineSpec, decode: DecodeParams) -> Detector:
         """The detector of ``spec``; one that cannot batch frames of several cameras is
@@ -260,12 +305,13 @@ class DetectorRuntime:
                                         plan.spec.precision, plan.spec.fusion_profile)
             else:
                 label = "forced " + reason if plan.forced else reason
+                kept = " (kept ready)" if plan.spec in self.switcher.kept else ""
                 ms = self.switcher.switch(plan.spec, plan.variant, reason=label,
                                           forced=plan.forced)
                 for note in plan.notes:
                     log.warning("%s", note)
                 outcome = SwitchOutcome(True, "; ".join(
-                    [f"switched to {self.active.label} in {ms:.0f} ms", *plan.notes]),
+                    [f"switched to {self.active.label} in {ms:.0f} ms{kept}", *plan.notes]),
                     plan.spec.precision, plan.spec.fusion_profile, ms)
         except SwitchRefused as exc:
             outcome = self._refused(str(exc), reason)

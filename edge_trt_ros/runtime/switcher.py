@@ -8,6 +8,12 @@ old engine is released when the last frame that started on it has finished, so n
 dropped or cut short by a switch. Requests are serialized: each is applied or refused
 before the next one starts (arrival order); a refused or failed switch leaves the running
 engine untouched.
+
+Engines kept ready (:meth:`EngineSwitcher.keep_ready`, the node's ``keep_ready``) are
+prepared once and stay open beside the active one, active or not: a switch to one is the
+reference assignment alone, no open and no warm-up next to the workers. Memory for speed:
+each costs what an open engine costs (about 40 MB for the shipped model's ONNX Runtime CPU
+session), so the robot keeps the few it switches between.
 """
 
 from __future__ import annotations
@@ -77,7 +83,8 @@ class ActiveEngine:
 
 
 class _Slot:
-    """An engine plus the frames running on it, so it is released only when they finish."""
+    """An engine plus the frames running on it, so it is released only when they finish
+    (an engine kept ready keeps its slot, active or not, and is retired at close)."""
 
     def __init__(self, engine: ActiveEngine) -> None:
         self.engine = engine
@@ -104,6 +111,8 @@ class EngineSwitcher:
         self._lock = threading.Lock()  # guards _slot, inflight counts and _decode
         self._switching = threading.Lock()  # serializes whole switches
         self._slot: _Slot | None = None
+        self._keep: set[EngineSpec] = set()  # specs whose engines stay open
+        self._ready: dict[EngineSpec, _Slot] = {}  # kept engines not active now
 
     @property
     def active(self) -> ActiveEngine:
@@ -115,6 +124,27 @@ class EngineSwitcher:
     @property
     def decode(self) -> DecodeParams:
         return self._decode
+
+    @property
+    def kept(self) -> tuple[EngineSpec, ...]:
+        """The specs kept ready (the active engine's among them if it is one)."""
+        with self._lock:
+            return tuple(self._keep)
+
+    def keep_ready(self, spec: EngineSpec, variant: Variant) -> float:
+        """Prepare ``spec`` now (if it is not open already) and keep it open from now on,
+        so a switch to it only swaps; returns the milliseconds taken. Raises what opening
+        raised, keeping nothing then."""
+        with self._switching:
+            t0 = time.perf_counter()
+            slot = self._slot
+            if spec not in self._ready and not (slot is not None and slot.engine.spec == spec):
+                engine = self._prepare(spec, variant, "kept ready", False)
+                with self._lock:
+                    self._ready[spec] = _Slot(engine)
+            with self._lock:
+                self._keep.add(spec)
+            return (time.perf_counter() - t0) * 1e3
 
     def _prepare(self, spec: EngineSpec, variant: Variant, reason: str,
                  forced: bool) -> ActiveEngine:
@@ -146,20 +176,30 @@ class EngineSwitcher:
         engine is untouched then."""
         with self._switching:
             t0 = time.perf_counter()
-            new = self._prepare(spec, variant, reason, forced)
             with self._lock:
-                for d in new.detectors:  # thresholds changed while it was being prepared
+                slot = self._ready.pop(spec, None)
+            if slot is None:
+                slot = _Slot(self._prepare(spec, variant, reason, forced))
+                how = "prepared"
+            else:
+                how = "kept ready"
+            with self._lock:
+                new = slot.engine = replace(slot.engine, variant=variant, reason=reason,
+                                            forced=forced)
+                for d in new.detectors:  # thresholds changed while it was prepared or kept
                     d.params = self._decode
-                old, self._slot = self._slot, _Slot(new)
-                release_now = old is not None and old.inflight == 0
-                if old is not None:
+                old, self._slot = self._slot, slot
+                if old is not None and old.engine.spec in self._keep:
+                    self._ready[old.engine.spec] = old
+                elif old is not None:
                     old.retired = True
+                release_now = old is not None and old.retired and old.inflight == 0
             elapsed_ms = (time.perf_counter() - t0) * 1e3
             if old is not None and release_now:
                 self._release(old.engine)
             if old is not None:
-                log.info("engine %s -> %s in %.0f ms (%s)", old.engine.label, new.label,
-                         elapsed_ms, reason)
+                log.info("engine %s -> %s in %.0f ms (%s; %s)", old.engine.label, new.label,
+                         elapsed_ms, reason, how)
             return elapsed_ms
 
     @contextlib.contextmanager
@@ -191,14 +231,19 @@ class EngineSwitcher:
             return self._decode
 
     def close(self) -> None:
-        """Release the active engine (after its in-flight frames); no engine afterwards."""
+        """Release the active engine and those kept ready (each after its in-flight
+        frames); no engine afterwards."""
         with self._switching, self._lock:
-            slot, self._slot = self._slot, None
-            if slot is None:
-                return
-            slot.retired = True
-            release_now = slot.inflight == 0
-        if release_now:
+            slots = [*self._ready.values(), *([self._slot] if self._slot else [])]
+            self._slot = None
+            self._ready.clear()
+            self._keep.clear()
+            idle = []
+            for slot in slots:
+                slot.retired = True
+                if slot.inflight == 0:
+                    idle.append(slot)
+        for slot in idle:
             self._release(slot.engine)
 
     @staticmethod
