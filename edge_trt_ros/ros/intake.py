@@ -20,12 +20,13 @@ on it or takes from it.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.subscription import Subscription
@@ -35,6 +36,14 @@ CALL_TIMEOUT_S = 5.0  # how long call() waits for the intake thread to run a fun
 WAKE_S = 1.0  # the intake loop's longest wait before it looks at its stop flag again
 
 T = TypeVar("T")
+
+
+def _takes_info(callback: Callable[..., None]) -> bool:
+    try:
+        inspect.signature(callback).bind(object())
+    except TypeError:
+        return True
+    return False
 
 
 class _Gate:
@@ -52,7 +61,7 @@ class FrameIntake:
     def __init__(self, owner: Node) -> None:
         self._owner = owner
         self._node: Node | None = None
-        self._executor: SingleThreadedExecutor | None = None
+        self._executor: Executor | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         # Held while a callback runs; reentrant: on Humble a frame's callback may
@@ -79,7 +88,7 @@ class FrameIntake:
             self._thread.start()
         return self._node
 
-    def _spin(self, executor: SingleThreadedExecutor) -> None:
+    def _spin(self, executor: Executor) -> None:
         context = self._owner.context
         while not self._stop.is_set():
             try:
@@ -111,8 +120,15 @@ class FrameIntake:
                     logger.error(f"a frame on {topic} was dropped: its callback raised "
                                  f"{type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
 
-        guarded.__wrapped__ = callback  # type: ignore[attr-defined]  # rclpy reads its arity
-        subscription = node.create_subscription(kind, topic, guarded, qos)
+        # rclpy passes the MessageInfo when the callback takes two arguments: say which
+        def with_info(msg: Any, info: Any) -> None:
+            guarded(msg, info)
+
+        def message_only(msg: Any) -> None:
+            guarded(msg)
+
+        subscription = node.create_subscription(
+            kind, topic, with_info if _takes_info(callback) else message_only, qos)
         self._gates[subscription] = gate
         return subscription
 
