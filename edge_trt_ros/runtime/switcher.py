@@ -12,8 +12,8 @@ engine untouched.
 Engines kept ready (:meth:`EngineSwitcher.keep_ready`, the node's ``keep_ready``) are
 prepared once and stay open beside the active one, active or not: a switch to one is the
 reference assignment alone, no open and no warm-up next to the workers. Memory for speed:
-each costs what an open engine costs (about 40 MB for the shipped model's ONNX Runtime CPU
-session), so the robot keeps the few it switches between.
+each costs what an open engine costs (about 25 MB resident for the shipped model's ONNX
+Runtime CPU session), so the robot keeps the few it switches between.
 """
 
 from __future__ import annotations
