@@ -52,7 +52,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 PROFILES = ("max", "balanced", "conservative", "none")
 FRAME = np.full((120, 160, 3), 70, np.uint8)
 SWITCH_LINE = re.compile(r"engine (\S+)/(\S+) -> (\S+)/(\S+) in \d+ ms \((~/switch_engine|"
-                         r"parameter)\)")
+                         r"parameter); (prepared|kept ready)\)")
 
 
 @dataclass

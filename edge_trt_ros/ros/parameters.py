@@ -54,9 +54,11 @@ class ParamSpec:
 
 
 def _keep_ready_refusal(value: Any) -> str | None:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        return f"keep_ready: expected a list of strings, got {value!r}"
     try:
-        parse_keep_ready(list(value))
-    except (ValueError, TypeError) as exc:
+        parse_keep_ready(value)
+    except ValueError as exc:
         return str(exc)
     return None
 
