@@ -45,17 +45,23 @@ SUBSCRIPTION_MESSAGE_INFO = hasattr(Subscription, "CallbackType")
 def printable(text: str, limit: int = PRINTABLE_LIMIT) -> str:
     """``text`` safe for one log line: control and format characters and line separators
     (newline, carriage return, escape sequences, bidi overrides, U+2028) as ``\\xNN`` /
-    ``\\uNNNN``; at most ``limit`` characters plus a count of the rest."""
-    out = []
+    ``\\uNNNN``; at most ``limit`` characters of output (escapes counted as written) plus
+    a count of the characters left out."""
+    out: list[str] = []
+    size = 0
+    taken = 0
     for ch in text[:limit]:
         category = unicodedata.category(ch)
         if category[0] == "C" or category in ("Zl", "Zp"):  # also U+2028/2029 line breaks
             code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-                       if code < 0x10000 else f"\\U{code:08x}")
-        else:
-            out.append(ch)
-    rest = len(text) - limit
+            ch = (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+                  if code < 0x10000 else f"\\U{code:08x}")
+        if size + len(ch) > limit:
+            break
+        out.append(ch)
+        size += len(ch)
+        taken += 1
+    rest = len(text) - taken
     return "".join(out) + (f"...(+{rest} chars)" if rest > 0 else "")
 
 
