@@ -107,3 +107,24 @@ def test_concurrent_builders_build_once(tmp_path: Path) -> None:
         results = pool.starmap(_build_in_process, [(str(tmp_path / "c"), str(log))] * 4)
     assert results == [b"engine"] * 4
     assert log.read_text().count("built") == 1
+
+
+@pytest.mark.parametrize("damage", ["newline", "space in length", "underscore in length",
+                                    "uppercase digest"])
+def test_an_entry_with_a_malformed_header_is_a_miss(tmp_path: Path, damage: str) -> None:
+    """The header's fields are exactly hex digits and a newline (int() alone takes spaces
+    and underscores; a vertical tab in the newline's place once loaded)."""
+    cache = EngineCache(tmp_path)
+    key = CacheKey("model-hash", "onnxruntime", "1.0", "cpu", {"level": "all"})
+    path = cache.store(key, b"payload")
+    entry = path.read_bytes()
+    head = len(MAGIC)
+    at = {"newline": head + 16 + 64, "space in length": head, "underscore in length": head + 1,
+          "uppercase digest": head + 16}[damage]
+    byte = {"newline": b"\x0b", "space in length": b" ", "underscore in length": b"_",
+            "uppercase digest": entry[at:at + 1].upper()}[damage]
+    if byte == entry[at:at + 1]:  # the digest's first character is a decimal digit
+        at = head + 16 + next(i for i, c in enumerate(entry[head + 16:]) if chr(c) in "abcdef")
+        byte = entry[at:at + 1].upper()
+    path.write_bytes(entry[:at] + byte + entry[at + 1:])
+    assert cache.load(key, lambda blob: blob) is None

@@ -138,15 +138,23 @@ def test_calls_run_on_the_intake_thread_and_filters_change_while_frames_flow(
         assert intake.call(lambda: threading.current_thread().name) == "edge-trt-intake"
         with pytest.raises(ValueError, match="on the intake thread"):
             intake.call(boom)
+        filtered_on: list[str] = []
+        set_filter = sub.set_content_filter
+
+        def recorded(expression: str, parameters: list[str]) -> None:
+            filtered_on.append(threading.current_thread().name)
+            set_filter(expression, parameters)
+
+        sub.set_content_filter = recorded  # type: ignore[method-assign]
         pub = sender.create_publisher(Header, "/intake_test/filtered", RELIABLE)
         assert _wait(lambda: pub.get_subscription_count() == 1)
         stop = threading.Event()
+        sent = [0]
 
         def stream() -> None:  # 200 Hz, nanosec counting up
-            n = 0
             while not stop.is_set():
-                n += 1
-                pub.publish(Header(stamp=rclpy.time.Time(nanoseconds=n).to_msg()))
+                sent[0] += 1
+                pub.publish(Header(stamp=rclpy.time.Time(nanoseconds=sent[0]).to_msg()))
                 time.sleep(0.005)
 
         feeder = threading.Thread(target=stream, daemon=True)
@@ -157,12 +165,12 @@ def test_calls_run_on_the_intake_thread_and_filters_change_while_frames_flow(
                 intake.set_content_filter(sub, "stamp.nanosec >= %0", ["1000000000"])
                 if not sub.is_cft_enabled:
                     pytest.skip("this RMW ignores content filters")
-                time.sleep(0.3)  # frames in flight when the filter went on
-                count = len(got)
-                time.sleep(0.5)
-                assert len(got) == count  # the filter matches no frame
+                last_before = sent[0]  # published before the filter was on (or just as)
+                time.sleep(0.8)
+                assert sent[0] > last_before + 20 and max(got) <= last_before + 1
                 intake.set_content_filter(sub, "", [])
-                assert _wait(lambda c=count: len(got) > c + 10)  # flowing again
+                assert _wait(lambda n=sent[0]: max(got) > n)  # flowing again
+            assert filtered_on == ["edge-trt-intake"] * 6
         finally:
             stop.set()
             feeder.join(timeout=5)
@@ -199,4 +207,17 @@ def test_a_closed_intake_starts_again_on_the_next_subscription(context: Context)
     finally:
         intake.close()
         sender.destroy_node()
+        owner.destroy_node()
+
+
+def test_a_callback_taking_neither_one_argument_nor_two_is_refused_at_subscribe(
+        context: Context) -> None:
+    owner = rclpy.create_node("owner5", context=context, use_global_arguments=False)
+    intake = FrameIntake(owner)
+    try:
+        with pytest.raises(TypeError, match="the message, or the message and its info"):
+            intake.create_subscription(Header, "/intake_test/arity",
+                                       lambda a, b, c: None, RELIABLE)
+    finally:
+        intake.close()
         owner.destroy_node()

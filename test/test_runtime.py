@@ -302,10 +302,15 @@ def test_an_engine_kept_ready_is_swapped_in_without_opening_and_kept_after(
     switcher.switch(int8_spec, int8, reason="again")
     assert len(opened.opened) == 3 and switcher.active.first is kept
     switcher.switch(fp32_spec, fp32, reason="back")  # opens fp32 once more; int8 kept
-    with switcher.lease(1):
-        switcher.close()  # a frame on the active engine: released after it, kept one now
-        assert opened.released == 3
-    assert opened.released == 4 == len(opened.opened)
+    switcher.switch(fp32_spec, fp32, reason="same")  # the active spec: nothing opened
+    assert len(opened.opened) == 4 and switcher.active.reason == "same"
+    switcher.switch(int8_spec, int8, reason="again")
+    with switcher.lease(1):  # a frame on kept int8...
+        switcher.switch(fp32_spec, fp32, reason="back")  # ...now inactive
+        assert len(opened.opened) == 5 and opened.released == 3
+        switcher.close()  # fp32 released now, int8 only after that frame
+        assert opened.released == 4
+    assert opened.released == 5 == len(opened.opened)
     with pytest.raises(EngineError, match="no engine"):
         _ = switcher.active
 

@@ -262,11 +262,16 @@ def test_a_parameter_change_queued_behind_a_service_switch_shows_in_the_paramete
         # the queued parameter switch runs after the service's; on a loaded host opening
         # it can take seconds, so wait for it rather than for a fixed time
         deadline = time.monotonic() + 30.0
-        engine = probe.call(info, GetEngineInfo.Request())
-        while engine.precision != parameter_target and time.monotonic() < deadline:
-            time.sleep(0.1)
+        while True:  # the parameters follow the engine just after the swap
             engine = probe.call(info, GetEngineInfo.Request())
-        got = probe.call(params, GetParameters.Request(names=["precision", "fusion_profile"]))
+            got = probe.call(params, GetParameters.Request(
+                names=["precision", "fusion_profile"]))
+            if engine.precision == parameter_target and [v.string_value for v in got.values] \
+                    == [engine.precision, engine.fusion_profile]:
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert engine.precision == parameter_target
         assert [v.string_value for v in got.values] == [engine.precision,
                                                         engine.fusion_profile]

@@ -106,6 +106,19 @@ class Probe:
     def engine(self) -> GetEngineInfo.Response:
         return self.call(self.info, GetEngineInfo.Request())
 
+    def engine_becomes(self, precision: str, profile: str = "",
+                       timeout: float = 30.0) -> GetEngineInfo.Response:
+        """The engine info once ``precision`` (and ``profile``) runs: a parameter switch is
+        applied after the parameter is accepted, and on a loaded host opening the engine
+        takes seconds."""
+        deadline = time.monotonic() + timeout
+        info = self.engine()
+        while (info.precision != precision or profile not in ("", info.fusion_profile)) \
+                and time.monotonic() < deadline:
+            self.settle(0.2)
+            info = self.engine()
+        return info
+
     def settle(self, seconds: float = 1.5) -> None:
         spin_until(self.node, lambda: False, seconds)
 
@@ -182,12 +195,12 @@ def test_switching_through_parameters_applies_and_keeps_frames(probe: Probe) -> 
         [p, f] = set_parameters(probe.node, "/detector", precision="int8",
                                 fusion_profile="balanced")
         assert p.successful and f.successful, (p.reason, f.reason)
-        probe.settle(0.5)
-        info = probe.engine()
+        info = probe.engine_becomes("int8", "balanced")
         assert (info.precision, info.fusion_profile, info.active_variant) == (
             "int8", "balanced", "int8-ort")
         [back] = set_parameters(probe.node, "/detector", precision="fp32")
         assert back.successful
+        assert probe.engine_becomes("fp32").precision == "fp32"
         probe.settle(0.5)
     sent = list(probe.stream.sent)
     assert spin_until(probe.node, lambda: not probe.unanswered(sent), 10.0)

@@ -311,6 +311,10 @@ class CameraWiring:
                 self._intake.set_content_filter(sub, *NO_FRAME_FILTER)
             else:
                 self._intake.set_content_filter(sub, "", [])
+        except TimeoutError as exc:  # the intake thread is stuck: try again on the next refresh
+            self._node.get_logger().warning(f"lazy_filter: camera {camera.plan.key}: {exc}; "
+                                            "its filter is left as it was")
+            return
         except Exception as exc:  # the RMW has no content filters: deliver and count
             self._filter_failed = f"{type(exc).__name__}: {exc}"
             if not idle:  # the filter is stuck on: a fresh subscription has none

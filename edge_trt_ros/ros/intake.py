@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from rclpy.subscription import Subscription
 
@@ -39,11 +40,17 @@ T = TypeVar("T")
 
 
 def _takes_info(callback: Callable[..., None]) -> bool:
-    try:
-        inspect.signature(callback).bind(object())
-    except TypeError:
-        return True
-    return False
+    """Whether rclpy must pass the MessageInfo; raises TypeError for a callback that takes
+    neither one argument nor two (at subscribe time, not on the first frame)."""
+    signature = inspect.signature(callback)
+    for args, with_info in (((object(),), False), ((object(), object()), True)):
+        try:
+            signature.bind(*args)
+        except TypeError:
+            continue
+        return with_info
+    raise TypeError(f"a frame callback takes the message, or the message and its info: "
+                    f"{callback!r} takes {signature}")
 
 
 class _Gate:
@@ -63,7 +70,7 @@ class FrameIntake:
         self._node: Node | None = None
         self._executor: Executor | None = None
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the running thread's (a new one per thread)
         # Held while a callback runs; reentrant: on Humble a frame's callback may
         # resubscribe its own camera (lazy_unsubscribe polls per frame there).
         self._busy = threading.RLock()
@@ -76,31 +83,35 @@ class FrameIntake:
     def _start(self) -> Node:
         if self._node is None:
             owner = self._owner
-            node = rclpy.create_node(self.name, namespace=owner.get_namespace(),
-                                     context=owner.context, use_global_arguments=False,
-                                     start_parameter_services=False, enable_rosout=False)
+            node = rclpy.create_node(
+                self.name, namespace=owner.get_namespace(), context=owner.context,
+                use_global_arguments=False, start_parameter_services=False,
+                enable_rosout=False, parameter_overrides=[
+                    Parameter("start_type_description_service", value=False)])
             executor = SingleThreadedExecutor(context=owner.context)
             executor.add_node(node)
             self._node, self._executor = node, executor
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._spin, args=(executor,),
+            self._stop = threading.Event()  # one per thread: a late one never runs again
+            self._thread = threading.Thread(target=self._spin, args=(executor, self._stop),
                                             name="edge-trt-intake", daemon=True)
             self._thread.start()
         return self._node
 
-    def _spin(self, executor: Executor) -> None:
+    def _spin(self, executor: Executor, stop: threading.Event) -> None:
         context = self._owner.context
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
                 executor.spin_once(timeout_sec=WAKE_S)
             except ExternalShutdownException:
                 return
             except Exception as exc:
-                if self._stop.is_set() or not context.ok():
+                if stop.is_set() or not context.ok():
                     return  # closing or rclpy shut down under the wait: the stop
                 self._owner.get_logger().fatal(
                     f"camera intake stopped ({type(exc).__name__}: {exc}): no camera frame "
-                    "is received any more; restart the node (deactivate and activate it)")
+                    "is received any more; clean the node up and configure it again "
+                    "(ros2 lifecycle set <node> deactivate, cleanup, configure, activate) "
+                    "or restart it")
                 return
 
     def create_subscription(self, kind: Any, topic: str, callback: Callable[..., None],
@@ -148,10 +159,13 @@ class FrameIntake:
         if (executor is None or thread is None or not thread.is_alive()
                 or threading.current_thread() is thread):
             return fn(*args)
-        done = threading.Event()
+        done, abandoned = threading.Event(), threading.Event()
         outcome: list[Any] = []
 
         def run() -> None:
+            if abandoned.is_set():  # the caller gave up: do not change anything late
+                done.set()
+                return
             try:
                 outcome.append((True, fn(*args)))
             except BaseException as exc:
@@ -161,6 +175,7 @@ class FrameIntake:
 
         executor.create_task(run)
         if not done.wait(CALL_TIMEOUT_S):
+            abandoned.set()
             raise TimeoutError(f"the camera intake thread did not run {fn.__qualname__} "
                                f"within {CALL_TIMEOUT_S:.0f} s")
         ok, value = outcome[0]
@@ -182,7 +197,8 @@ class FrameIntake:
             for gate in self._gates.values():
                 gate.open = False
             self._gates.clear()
-        self._stop.set()
+        if thread is not None:
+            self._stop.set()
         if executor is not None:
             executor.wake()
         if thread is not None:

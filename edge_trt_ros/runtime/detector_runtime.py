@@ -203,8 +203,8 @@ class DetectorRuntime:
             log.info("kept ready for instant switches: %s (%d engine(s) open, %.0f ms)",
                      ", ".join(kept), len(kept), (time.perf_counter() - t0) * 1e3)
         if skipped:
-            log.warning("keep_ready all: not kept (a switch to them is refused the same way): "
-                        "%s", "; ".join(skipped))
+            log.warning("keep_ready all: not kept (a switch to one is planned and opened when "
+                        "asked, as without keep_ready): %s", "; ".join(skipped))
 
     def ready_labels(self) -> list[str]:
         """'precision/profile' of every engine ``keep_ready`` keeps open (the active one

@@ -177,6 +177,10 @@ class EngineSwitcher:
         with self._switching:
             t0 = time.perf_counter()
             with self._lock:
+                active = self._slot
+                if active is not None and active.engine.spec == spec:  # nothing to swap
+                    active.engine = replace(active.engine, reason=reason, forced=forced)
+                    return (time.perf_counter() - t0) * 1e3
                 slot = self._ready.pop(spec, None)
             if slot is None:
                 slot = _Slot(self._prepare(spec, variant, reason, forced))
