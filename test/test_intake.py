@@ -14,6 +14,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
@@ -29,6 +30,19 @@ def context() -> Iterator[Context]:
     rclpy.init(args=["test", "--ros-args", "-r", "__node:=renamed"], context=ctx)
     yield ctx
     rclpy.try_shutdown(context=ctx)
+
+
+@pytest.fixture()
+def rig(context: Context) -> Iterator[tuple[Node, Node, FrameIntake]]:
+    """An owner node and a sender node (both ignoring the global arguments) and the owner's
+    intake, closed and destroyed after the test."""
+    owner = rclpy.create_node("owner", context=context, use_global_arguments=False)
+    sender = rclpy.create_node("sender", context=context, use_global_arguments=False)
+    intake = FrameIntake(owner)
+    yield owner, sender, intake
+    intake.close()
+    sender.destroy_node()
+    owner.destroy_node()
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -88,12 +102,11 @@ def test_frames_arrive_on_the_intake_thread_until_unsubscribed(context: Context)
         owner.destroy_node()
 
 
-def test_a_callback_running_while_unsubscribing_finishes_first(context: Context) -> None:
+def test_a_callback_running_while_unsubscribing_finishes_first(
+        rig: tuple[Node, Node, FrameIntake]) -> None:
     """destroy_subscription waits for a callback already inside: after it returns, the
     runtime behind the callback may be stopped."""
-    owner = rclpy.create_node("owner2", context=context, use_global_arguments=False)
-    sender = rclpy.create_node("sender2", context=context, use_global_arguments=False)
-    intake = FrameIntake(owner)
+    _, sender, intake = rig
     inside, release = threading.Event(), threading.Event()
     finished: list[float] = []
 
@@ -114,16 +127,11 @@ def test_a_callback_running_while_unsubscribing_finishes_first(context: Context)
         assert finished and finished[0] <= returned
     finally:
         release.set()
-        intake.close()
-        sender.destroy_node()
-        owner.destroy_node()
 
 
 def test_calls_run_on_the_intake_thread_and_filters_change_while_frames_flow(
-        context: Context) -> None:
-    owner = rclpy.create_node("owner3", context=context, use_global_arguments=False)
-    sender = rclpy.create_node("sender3", context=context, use_global_arguments=False)
-    intake = FrameIntake(owner)
+        rig: tuple[Node, Node, FrameIntake]) -> None:
+    _, sender, intake = rig
     got: list[int] = []
 
     def on_frame(msg: Header) -> None:
@@ -132,59 +140,53 @@ def test_calls_run_on_the_intake_thread_and_filters_change_while_frames_flow(
     def boom() -> None:
         raise ValueError("raised on the intake thread")
 
+    assert intake.call(threading.current_thread) is threading.current_thread()  # no thread
+    sub = intake.create_subscription(Header, "/intake_test/filtered", on_frame, RELIABLE)
+    assert intake.call(lambda: threading.current_thread().name) == "edge-trt-intake"
+    with pytest.raises(ValueError, match="on the intake thread"):
+        intake.call(boom)
+    filtered_on: list[str] = []
+    set_filter = sub.set_content_filter
+
+    def recorded(expression: str, parameters: list[str]) -> None:
+        filtered_on.append(threading.current_thread().name)
+        set_filter(expression, parameters)
+
+    sub.set_content_filter = recorded  # type: ignore[method-assign]
+    pub = sender.create_publisher(Header, "/intake_test/filtered", RELIABLE)
+    assert _wait(lambda: pub.get_subscription_count() == 1)
+    stop = threading.Event()
+    sent = [0]
+
+    def stream() -> None:  # 200 Hz, nanosec counting up
+        while not stop.is_set():
+            sent[0] += 1
+            pub.publish(Header(stamp=rclpy.time.Time(nanoseconds=sent[0]).to_msg()))
+            time.sleep(0.005)
+
+    feeder = threading.Thread(target=stream, daemon=True)
+    feeder.start()
     try:
-        assert intake.call(threading.current_thread) is threading.current_thread()  # no thread
-        sub = intake.create_subscription(Header, "/intake_test/filtered", on_frame, RELIABLE)
-        assert intake.call(lambda: threading.current_thread().name) == "edge-trt-intake"
-        with pytest.raises(ValueError, match="on the intake thread"):
-            intake.call(boom)
-        filtered_on: list[str] = []
-        set_filter = sub.set_content_filter
-
-        def recorded(expression: str, parameters: list[str]) -> None:
-            filtered_on.append(threading.current_thread().name)
-            set_filter(expression, parameters)
-
-        sub.set_content_filter = recorded  # type: ignore[method-assign]
-        pub = sender.create_publisher(Header, "/intake_test/filtered", RELIABLE)
-        assert _wait(lambda: pub.get_subscription_count() == 1)
-        stop = threading.Event()
-        sent = [0]
-
-        def stream() -> None:  # 200 Hz, nanosec counting up
-            while not stop.is_set():
-                sent[0] += 1
-                pub.publish(Header(stamp=rclpy.time.Time(nanoseconds=sent[0]).to_msg()))
-                time.sleep(0.005)
-
-        feeder = threading.Thread(target=stream, daemon=True)
-        feeder.start()
-        try:
-            assert _wait(lambda: len(got) > 10)
-            for _ in range(3):  # on and off again while frames arrive
-                intake.set_content_filter(sub, "stamp.nanosec >= %0", ["1000000000"])
-                if not sub.is_cft_enabled:
-                    pytest.skip("this RMW ignores content filters")
-                last_before = sent[0]  # published before the filter was on (or just as)
-                time.sleep(0.8)
-                assert sent[0] > last_before + 20 and max(got) <= last_before + 1
-                intake.set_content_filter(sub, "", [])
-                assert _wait(lambda n=sent[0]: max(got) > n)  # flowing again
-            assert filtered_on == ["edge-trt-intake"] * 6
-        finally:
-            stop.set()
-            feeder.join(timeout=5)
-        assert got == sorted(got)
+        assert _wait(lambda: len(got) > 10)
+        for _ in range(3):  # on and off again while frames arrive
+            intake.set_content_filter(sub, "stamp.nanosec >= %0", ["1000000000"])
+            if not sub.is_cft_enabled:
+                pytest.skip("this RMW ignores content filters")
+            last_before = sent[0]  # published before the filter was on (or just as)
+            time.sleep(0.8)
+            assert sent[0] > last_before + 20 and max(got) <= last_before + 1
+            intake.set_content_filter(sub, "", [])
+            assert _wait(lambda n=sent[0]: max(got) > n)  # flowing again
+        assert filtered_on == ["edge-trt-intake"] * 6
     finally:
-        intake.close()
-        sender.destroy_node()
-        owner.destroy_node()
+        stop.set()
+        feeder.join(timeout=5)
+    assert got == sorted(got)
 
 
-def test_a_closed_intake_starts_again_on_the_next_subscription(context: Context) -> None:
-    owner = rclpy.create_node("owner4", context=context, use_global_arguments=False)
-    sender = rclpy.create_node("sender4", context=context, use_global_arguments=False)
-    intake = FrameIntake(owner)
+def test_a_closed_intake_starts_again_on_the_next_subscription(
+        rig: tuple[Node, Node, FrameIntake]) -> None:
+    _, sender, intake = rig
     got: list[str] = []
     threads: list[threading.Thread] = []
 
@@ -192,32 +194,21 @@ def test_a_closed_intake_starts_again_on_the_next_subscription(context: Context)
         got.append(msg.frame_id)
         threads.append(threading.current_thread())
 
-    try:
-        pub = sender.create_publisher(Header, "/intake_test/again", RELIABLE)
-        for round_ in ("first", "second"):
-            intake.create_subscription(Header, "/intake_test/again", on_frame, RELIABLE)
-            assert _wait(lambda: pub.get_subscription_count() == 1)
-            pub.publish(Header(frame_id=round_))
-            assert _wait(lambda r=round_: r in got), got
-            intake.close()  # deactivate + cleanup: thread stopped, helper node destroyed
-            assert _wait(lambda: pub.get_subscription_count() == 0)
-            assert not threads[-1].is_alive()
-        assert got == ["first", "second"]
-        assert threads[0] is not threads[1]
-    finally:
-        intake.close()
-        sender.destroy_node()
-        owner.destroy_node()
+    pub = sender.create_publisher(Header, "/intake_test/again", RELIABLE)
+    for round_ in ("first", "second"):
+        intake.create_subscription(Header, "/intake_test/again", on_frame, RELIABLE)
+        assert _wait(lambda: pub.get_subscription_count() == 1)
+        pub.publish(Header(frame_id=round_))
+        assert _wait(lambda r=round_: r in got), got
+        intake.close()  # deactivate + cleanup: thread stopped, helper node destroyed
+        assert _wait(lambda: pub.get_subscription_count() == 0)
+        assert not threads[-1].is_alive()
+    assert got == ["first", "second"]
+    assert threads[0] is not threads[1]
 
 
 def test_a_callback_taking_neither_one_argument_nor_two_is_refused_at_subscribe(
-        context: Context) -> None:
-    owner = rclpy.create_node("owner5", context=context, use_global_arguments=False)
-    intake = FrameIntake(owner)
-    try:
-        with pytest.raises(TypeError, match="the message, or the message and its info"):
-            intake.create_subscription(Header, "/intake_test/arity",
-                                       lambda a, b, c: None, RELIABLE)
-    finally:
-        intake.close()
-        owner.destroy_node()
+        rig: tuple[Node, Node, FrameIntake]) -> None:
+    _, _, intake = rig
+    with pytest.raises(TypeError, match="the message, or the message and its info"):
+        intake.create_subscription(Header, "/intake_test/arity", lambda a, b, c: None, RELIABLE)
