@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_trt_ros.choices import FUSION_PROFILES, PRECISIONS
+from edge_trt_ros.choices import PRECISIONS
 from edge_trt_ros.dataset import render_sample
 from edge_trt_ros.detector import Detector
 from edge_trt_ros.reports.environment import environment_record
@@ -60,6 +60,7 @@ from edge_trt_ros.resources import DEFAULT_MODEL, find_resource
 from edge_trt_ros.ros.processes import start_detector
 from edge_trt_ros.runtime.affinity import pin_this_thread, placement
 from edge_trt_ros.runtime.detector_runtime import RuntimeConfig, plan_for
+from edge_trt_ros.runtime.ready import every_pair
 from edge_trt_ros.vision.decode import DecodeParams
 from edge_trt_ros.vision.image import image_view
 from edge_trt_ros.vision.letterbox import run_opencv_on_callers
@@ -353,7 +354,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  30 fps {v}: end-to-end p50 {latency[v]['p50_ms']:.1f} ms, p95 "
                   f"{latency[v]['p95_ms']:.1f} ms, lost {got['frames_lost']}", flush=True)
         switch_result: dict[str, Any] = {}
-        pairs = [[p, f] for p in PRECISIONS for f in FUSION_PROFILES] if "switch" in parts else []
+        pairs = [list(pair) for pair in every_pair()] if "switch" in parts else []
         pairs = pairs[1:] + pairs[:1]  # start away from fp32/max, end on it
         every = 1.0 if args.quick else 2.0
         if pairs:

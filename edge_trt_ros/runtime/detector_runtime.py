@@ -188,16 +188,12 @@ class DetectorRuntime:
             try:
                 plan = self._plan(precision, profile, force=False)
                 self.switcher.keep_ready(plan.spec, plan.variant)
-            except SwitchRefused as exc:
-                if named:
-                    raise SwitchRefused(f"keep_ready {precision}/{profile}: {exc}") from exc
-                skipped.append(f"{precision}/{profile} ({exc})")
             except Exception as exc:
+                why = str(exc) if isinstance(exc, SwitchRefused) else \
+                    f"opening it failed ({type(exc).__name__}: {exc})"
                 if named:
-                    raise SwitchRefused(f"keep_ready {precision}/{profile}: opening it failed "
-                                        f"({type(exc).__name__}: {exc})") from exc
-                skipped.append(f"{precision}/{profile} (opening failed: "
-                               f"{type(exc).__name__}: {exc})")
+                    raise SwitchRefused(f"keep_ready {precision}/{profile}: {why}") from exc
+                skipped.append(f"{precision}/{profile} ({why})")
         kept = self.ready_labels()
         if kept:
             log.info("kept ready for instant switches: %s (%d engine(s) open, %.0f ms)",
